@@ -179,7 +179,7 @@ impl LlamaConfig {
             }
         }
         let num_kv_heads = self.num_key_value_heads.unwrap_or(self.num_attention_heads);
-        if num_kv_heads == 0 || self.num_attention_heads % num_kv_heads != 0 {
+        if num_kv_heads == 0 || !self.num_attention_heads.is_multiple_of(num_kv_heads) {
             return Err(bad(format!(
                 "num_attention_heads ({}) must be a multiple of num_key_value_heads ({num_kv_heads})",
                 self.num_attention_heads
@@ -188,7 +188,7 @@ impl LlamaConfig {
         let head_dim = match self.head_dim {
             Some(d) => d,
             None => {
-                if self.hidden_size % self.num_attention_heads != 0 {
+                if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
                     return Err(bad(format!(
                         "hidden_size ({}) is not divisible by num_attention_heads ({})",
                         self.hidden_size, self.num_attention_heads
@@ -197,7 +197,7 @@ impl LlamaConfig {
                 self.hidden_size / self.num_attention_heads
             }
         };
-        if head_dim == 0 || head_dim % 2 != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(bad(format!("head_dim ({head_dim}) must be even and > 0")));
         }
         if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps.is_finite()) {
@@ -237,10 +237,12 @@ impl LlamaConfig {
                 }
                 Some(s)
             }
-            Some(rs) => return Err(bad(format!(
+            Some(rs) => {
+                return Err(bad(format!(
                 "rope_scaling.rope_type {:?} is not supported (only \"default\" and \"llama3\")",
                 rs.rope_type
-            ))),
+            )))
+            }
         };
         Ok(ModelConfig {
             hidden_size: self.hidden_size,
