@@ -6,15 +6,26 @@ use serde::{Deserialize, Serialize};
 /// A displayed position: the response shown first is `A`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Side {
+    /// The response shown first.
     A,
+    /// The response shown second.
     B,
 }
 
 impl Side {
+    /// The other position.
     pub fn other(self) -> Side {
         match self {
             Side::A => Side::B,
             Side::B => Side::A,
+        }
+    }
+
+    /// `"A"` or `"B"`, as written in `[[A]]`.
+    pub fn letter(self) -> &'static str {
+        match self {
+            Side::A => "A",
+            Side::B => "B",
         }
     }
 }
@@ -23,7 +34,9 @@ impl Side {
 /// as B; `BA` swaps them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Order {
+    /// Response 0 at A, response 1 at B.
     AB,
+    /// Response 1 at A, response 0 at B.
     BA,
 }
 
@@ -48,8 +61,11 @@ impl Order {
 /// The gold label of a pair, over its responses in storage order (0 and 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Preference {
+    /// Response 0 is better.
     First,
+    /// Response 1 is better.
     Second,
+    /// Neither is better.
     Tie,
 }
 
@@ -70,9 +86,21 @@ pub enum Judgment {
     /// Pairwise verdict (PaV).
     Verdict(Side),
     /// Pairwise scores, one per displayed position (PaS).
-    Scores { a: f64, b: f64 },
+    Scores {
+        /// Score of the response at A.
+        a: f64,
+        /// Score of the response at B.
+        b: f64,
+    },
     /// Scores then a verdict (PaVS); rewards use the verdict.
-    VerdictWithScores { verdict: Side, a: f64, b: f64 },
+    VerdictWithScores {
+        /// The verdict.
+        verdict: Side,
+        /// Score of the response at A.
+        a: f64,
+        /// Score of the response at B.
+        b: f64,
+    },
     /// Pointwise score (PoS).
     Score(f64),
 }
