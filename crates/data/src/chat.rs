@@ -9,7 +9,9 @@
 //!
 //! The environment is sandboxed: it has no loader, so `{% include %}`, `{% import %}` and
 //! `{% extends %}` cannot reach the filesystem (they fail to find any template but the chat
-//! template itself). Not provided: `strftime_now` and `tools`/`documents` (templates that
+//! template itself). A render may run at most [`TEMPLATE_FUEL`] instructions, so loops over
+//! huge ranges and exponential recursion fail ("engine ran out of fuel") instead of hanging.
+//! Not provided: `strftime_now` and `tools`/`documents` (templates that
 //! test for them take their fallback branch), so renders stay deterministic.
 //!
 //! With no template, [`ChatTemplate::chatml`] is the fallback: plain ChatML with no default
@@ -29,6 +31,11 @@ message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}
 {% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 const NAME: &str = "chat_template";
+
+/// The most template instructions one render may run (minijinja's fuel). Real chat
+/// templates use a few dozen per message, so this allows conversations of tens of
+/// thousands of turns, and stops a hostile template well within a second.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
 
 /// The special tokens a chat template may print.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,6 +63,7 @@ impl ChatTemplate {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",

@@ -25,7 +25,8 @@
 //! | `score_min`, `score_max` | 0 and 10 |
 //!
 //! A custom template must ask for the output format of its kind, or the parsers will not
-//! find the judgment.
+//! find the judgment. Like chat templates, judge templates have no loader (no `include`
+//! of files) and a render runs at most [`crate::chat::TEMPLATE_FUEL`] instructions.
 //!
 //! Not built in: the EvalPlanner plan/execution prompt, RM-R1's chain of rubrics, JudgeLRM's
 //! two-`<answer>` scores (recipe.md §8); they need their own parsers, not just a template.
@@ -230,6 +231,7 @@ impl JudgeTemplate {
     ) -> Result<Self> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(crate::chat::TEMPLATE_FUEL));
         env.add_template_owned(NAME, source.clone())
             .map_err(|e| DataError::template(&label, &e, Some(&source)))?;
         let t = JudgeTemplate {

@@ -31,10 +31,28 @@ pub enum ModelError {
     },
     #[error("fetching the default model: {0}")]
     Fetch(String),
+    /// The tokenizer can produce ids the model has no embedding for.
+    #[error(
+        "tokenizer {tokenizer} has {tokenizer_vocab} tokens (highest id {max_id}) but the model \
+         {model} has vocab_size {model_vocab}"
+    )]
+    VocabMismatch {
+        tokenizer: String,
+        tokenizer_vocab: usize,
+        max_id: u32,
+        model: String,
+        model_vocab: usize,
+    },
+    /// The Hugging Face Hub API failed (only tried when downloads are allowed).
+    #[error("model {id:?}: downloading from the Hugging Face Hub failed: {msg}")]
+    HubApi { id: String, msg: String },
     #[error("shape error: {0}")]
     Shape(String),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A typed configuration section (e.g. `LoraConfig`) failed `validate()`.
+    #[error("invalid {section} config: {msg}")]
+    InvalidConfig { section: &'static str, msg: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -33,24 +33,25 @@ impl FieldError {
 
 pub(crate) type FieldResult<T> = std::result::Result<T, FieldError>;
 
-/// Reads a whole file as UTF-8, gunzipping when the name ends in `.gz`.
-pub(crate) fn read_text(path: &Path) -> Result<String> {
+/// Reads a whole file, gunzipping when the name ends in `.gz` (every gzip member: files
+/// made by `cat a.gz b.gz`, pigz or bgzip hold several).
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let io = |source| DataError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::GzDecoder::new(file)
-            .read_to_string(&mut text)
+        flate2::read::MultiGzDecoder::new(file)
+            .read_to_end(&mut bytes)
             .map_err(io)?;
     } else {
         std::io::BufReader::new(file)
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .map_err(io)?;
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// One raw record: its location and its parsed JSON (or the parse error).
@@ -58,10 +59,15 @@ pub(crate) type RawRecord = (Location, std::result::Result<Value, serde_json::Er
 
 /// Splits a file into records. A file whose first non-blank character is `[` is a JSON list
 /// (one record per element); anything else is JSONL, where blank lines are not records.
+/// Invalid UTF-8 is an error of the line it is on (a JSON error naming the line), not of
+/// the whole file, so `skip_invalid` can skip it.
 pub(crate) fn read_records(path: &Path) -> Result<Vec<RawRecord>> {
-    let text = read_text(path)?;
-    if text.trim_start().starts_with('[') {
-        let value: Value = serde_json::from_str(&text).map_err(|source| DataError::Json {
+    let bytes = read_bytes(path)?;
+    if String::from_utf8_lossy(&bytes)
+        .trim_start()
+        .starts_with('[')
+    {
+        let value: Value = serde_json::from_slice(&bytes).map_err(|source| DataError::Json {
             path: path.to_path_buf(),
             location: Location::File,
             source,
@@ -81,11 +87,12 @@ pub(crate) fn read_records(path: &Path) -> Result<Vec<RawRecord>> {
             .map(|(i, v)| (Location::Element(i), Ok(v)))
             .collect());
     }
-    Ok(text
-        .lines()
+    // Split like `str::lines` (a `\r` before the `\n` is JSON whitespace).
+    Ok(bytes
+        .split(|&b| b == b'\n')
         .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| (Location::Line(i + 1), serde_json::from_str(line)))
+        .filter(|(_, line)| !String::from_utf8_lossy(line).trim().is_empty())
+        .map(|(i, line)| (Location::Line(i + 1), serde_json::from_slice(line)))
         .collect())
 }
 

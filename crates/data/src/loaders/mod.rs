@@ -5,9 +5,9 @@
 //! [`Dataset`] plus a [`LoadReport`]. Each format's module documents its schema and mapping.
 //!
 //! Rules shared by every loader:
-//! - Files ending in `.gz` are gunzipped. A file starting with `[` is a JSON list (records are
-//!   located by 0-based element index), anything else JSONL (1-based line numbers; blank lines
-//!   are not records).
+//! - Files ending in `.gz` are gunzipped (all gzip members). A file starting with `[` is a
+//!   JSON list (records are located by 0-based element index), anything else JSONL (1-based
+//!   line numbers; blank lines are not records; invalid UTF-8 is an error of its line).
 //! - Responses and questions must be non-blank; the two responses of a pair must differ; ids
 //!   must be unique. Fields a format does not use are ignored.
 //! - A bad record is a [`DataError`] naming the file, location and field,
