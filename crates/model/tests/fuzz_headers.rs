@@ -588,7 +588,7 @@ fn fuzz_gguf() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("model.gguf");
     let base = base_gguf();
-    run("gguf", 800, move |rng| {
+    run("gguf", 500, move |rng| {
         let _keep = &dir;
         let out = if rng.one_in(30) {
             let n = rng.len(4096);
@@ -845,7 +845,7 @@ fn check_st_values(weights: &WeightMap, st: &St) -> Result<(), String> {
 fn fuzz_safetensors() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("model.safetensors");
-    run("safetensors", 2_000, move |rng| {
+    run("safetensors", 1_000, move |rng| {
         let _keep = &dir;
         let mut st = random_st(rng);
         let random = rng.one_in(30);
@@ -1191,7 +1191,7 @@ fn fuzz_hf_model_dirs() {
     let elsewhere = root.join("elsewhere.safetensors");
     std::fs::write(&elsewhere, b"\x10\0\0\0\0\0\0\0{\"a\":1}         ").expect("write");
     let base = base_hf_files();
-    run("hf_model_dirs", 400, move |rng| {
+    run("hf_model_dirs", 300, move |rng| {
         let _keep = &tmp;
         let dir: PathBuf = root.join("model");
         let _ = std::fs::remove_dir_all(&dir);
@@ -1227,7 +1227,7 @@ fn fuzz_config_json() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("config.json");
     let base = small_config().to_hf_json();
-    run("config_json", 2_000, move |rng| {
+    run("config_json", 1_000, move |rng| {
         let _keep = &dir;
         let mut v = base.clone();
         for _ in 0..rng.range(1, 3) {
@@ -1323,7 +1323,8 @@ fn lying_gguf_counts_and_lengths_fail_fast() {
     }
 }
 
-/// A GGUF whose metadata claims 2^40 layers (or a 2^40-wide model) over a one-layer file.
+/// A GGUF whose metadata claims 2^40 layers (or a 2^40-wide model) over a one-layer file,
+/// loaded and converted to an HF directory.
 #[test]
 fn lying_gguf_config_fails_fast() {
     for key in [
@@ -1331,8 +1332,17 @@ fn lying_gguf_config_fails_fast() {
         "llama.embedding_length",
         "llama.feed_forward_length",
     ] {
-        let (_d, path) = gguf_with(|g| g.meta.push((key.as_bytes().to_vec(), G::U64(1 << 40))));
+        let (dir, path) = gguf_with(|g| g.meta.push((key.as_bytes().to_vec(), G::U64(1 << 40))));
         assert_load_error(ModelSource::Gguf(path.clone()), &path, key);
+        let out = dir.path().join("converted");
+        let gguf = path.clone();
+        let e = fuzz_support::guarded("lying header conversion", move || {
+            thinkjudge_model::convert_gguf_to_hf(&gguf, &out, SaveDtype::F32)
+                .err()
+                .map(|e| e.to_string())
+        });
+        let e = e.unwrap_or_else(|| panic!("{key}: converted"));
+        assert!(e.contains(&path.display().to_string()), "{key}: {e}");
     }
 }
 
@@ -1418,6 +1428,7 @@ fn model_spec() -> Spec<ModelSection> {
                 alpha: 8.0,
                 dropout: 0.1,
                 targets: vec![LoraTarget::ALL[0]],
+                layers: Some(vec![0, 3]),
             }),
         },
         ModelSection {
