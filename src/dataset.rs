@@ -160,6 +160,39 @@ pub fn build(cfg: &TrainConfig, tokenizer: &JudgeTokenizer) -> Result<Datasets> 
     Ok(datasets)
 }
 
+/// Loads `sources` and renders them with `cfg`'s prompt, chat-template and length settings
+/// as evaluation units, at most `max_pairs` of them (tied pairs left out): an extra
+/// held-out set beside the run's own, e.g. another distribution than the training data, or
+/// a benchmark file for `thinkjudge eval`.
+///
+/// # Errors
+/// As [`build`].
+pub fn build_units(
+    cfg: &TrainConfig,
+    sources: &[DataSource],
+    max_pairs: Option<usize>,
+    tokenizer: &JudgeTokenizer,
+) -> Result<Vec<JudgeUnit>> {
+    let mut records = load_sources(sources)?;
+    drop_ties(&mut records);
+    if let Some(cap) = max_pairs {
+        records.pairs.truncate(cap);
+        records
+            .points
+            .truncate(cap.saturating_sub(records.pairs.len()));
+    }
+    check_unique_ids(&records, &Records::default())?;
+    let builder = PromptBuilder::from_config(
+        &cfg.data.prompt,
+        chat_template(&cfg.data.chat_template, tokenizer)?,
+    )?;
+    let limit = LengthLimit {
+        max_prompt_tokens: cfg.data.max_prompt_tokens,
+        overflow: cfg.data.overflow,
+    };
+    encode("eval", &records, &builder, &limit, tokenizer)
+}
+
 fn load_sources(sources: &[DataSource]) -> Result<Records> {
     let mut out = Records::default();
     for source in sources {

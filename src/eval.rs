@@ -15,7 +15,9 @@
 //! - **unparseable rate**: sampled completions without a readable judgment / completions.
 //! - **mean thought / completion tokens**: over all sampled completions.
 
-use thinkjudge_data::Judgment;
+use thinkjudge_data::{
+    parse_judgment, JudgePrompt, Judgment, Order, PointLabel, PointTarget, Side,
+};
 use thinkjudge_model::{JudgeTokenizer, Llama};
 use thinkjudge_rl::{Gold, Sample};
 use thinkjudge_rollout::{Engine, RolloutRequest, SamplingConfig};
@@ -98,6 +100,102 @@ pub fn evaluate(
         tokens_per_s: ratio(tokens as f64, seconds),
     };
     Ok(m)
+}
+
+/// One prompt judged once, for display (sample judgments, `thinkjudge judge`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgedPrompt {
+    /// The pair's (or item's) id.
+    pub pair_id: String,
+    /// The answer order (pairwise prompts).
+    pub order: Option<Order>,
+    /// The side a correct verdict names, when known.
+    pub gold_side: Option<Side>,
+    /// The completion (thought, verdict), forced tokens included.
+    pub completion: String,
+    /// What it says; `None` when unparseable.
+    pub judgment: Option<Judgment>,
+    /// Whether it is right: pairwise prompts with a gold side, and pointwise prompts with a
+    /// good/bad label (score ≥ `threshold` means good); `None` when unknown or unparseable.
+    pub correct: Option<bool>,
+    /// Tokens in the thought.
+    pub thought_tokens: usize,
+}
+
+/// Judges each prompt once with `sampling` (greedy for a deterministic look) and parses the
+/// results. `threshold` is the "good" score of labelled pointwise prompts.
+///
+/// # Errors
+/// Tokenizer and rollout errors.
+pub fn judge_prompts(
+    model: &Llama,
+    tokenizer: &JudgeTokenizer,
+    prompts: &[JudgePrompt],
+    sampling: SamplingConfig,
+    threshold: f64,
+) -> Result<Vec<JudgedPrompt>> {
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = prompts
+        .iter()
+        .map(|p| tokenizer.encode(&p.text))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let batch = Engine::new(model, tokenizer, sampling)?.generate(&ids, 1)?;
+    Ok(prompts
+        .iter()
+        .zip(&batch.rollouts)
+        .map(|(p, r)| {
+            let judgment = parse_judgment(&r.text, p.kind, p.parse_options());
+            let correct = match (p.gold_side, p.point) {
+                (Some(gold), _) => judgment.map(|j| j.preferred_side() == Some(gold)),
+                (None, Some(PointTarget::Label(label))) => {
+                    let good = match label {
+                        PointLabel::Good => Some(true),
+                        PointLabel::Bad => Some(false),
+                        PointLabel::Score(x) => Some(x >= threshold),
+                    };
+                    good.zip(score_of(judgment))
+                        .map(|(good, s)| (s >= threshold) == good)
+                }
+                _ => None,
+            };
+            JudgedPrompt {
+                pair_id: p.pair_id.clone(),
+                order: p.kind.is_pairwise().then_some(p.order),
+                gold_side: p.gold_side,
+                completion: r.text.clone(),
+                judgment,
+                correct,
+                thought_tokens: r.thought_tokens,
+            }
+        })
+        .collect())
+}
+
+/// The accuracy-type metrics (accuracy, per-order and position-consistent accuracy, flip and
+/// tie rates) of one judgment per prompt of `units`, in unit order, for callers that sample
+/// and aggregate themselves (e.g. [`crate::bench_length`]): the same definitions as
+/// [`evaluate`]. The sample-level fields (`unparseable_rate`, mean token counts, `timing`)
+/// are left at 0 for the caller to fill.
+///
+/// # Errors
+/// [`TrainError::DataSetup`] when `judged` does not hold exactly one sample per prompt.
+pub fn prompt_metrics(
+    units: &[JudgeUnit],
+    judged: &[Sample],
+    threshold: f64,
+) -> Result<EvalMetrics> {
+    let prompts: usize = units.iter().map(|u| u.prompts.len()).sum();
+    if judged.len() != prompts {
+        return Err(TrainError::DataSetup(format!(
+            "{} judgments for the {prompts} prompts of {} units",
+            judged.len(),
+            units.len()
+        )));
+    }
+    let correct = correctness(judged, threshold);
+    Ok(rates(units, judged, &correct))
 }
 
 /// The accuracy-type metrics of judged prompts (one [`Sample`] per prompt, in unit order).

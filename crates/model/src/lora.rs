@@ -11,6 +11,11 @@
 //! `adapter_config.json` (`peft_type: "LORA"`, `r`, `lora_alpha`, `lora_dropout`,
 //! `target_modules`, `task_type: "CAUSAL_LM"`, `bias: "none"`).
 //!
+//! [`LoraConfig::layers`] restricts the adapters to some decoder layers (PEFT's
+//! `layers_to_transform`, saved and loaded under that key). Layers below the lowest adapted one
+//! then hold nothing trainable: a `Mode::Train` forward runs them like `Mode::Infer` (detached
+//! weights, fused kernels, no autograd graph), so the backward stops at the first adapted layer.
+//!
 //! Not supported: rsLoRA / DoRA scaling, per-layer rank or alpha patterns, biases, and
 //! targets other than the seven Llama projections (each rejected with a clear error on load).
 
@@ -117,6 +122,12 @@ pub struct LoraConfig {
     /// Adapted projections. Default: all seven (`q_proj` … `down_proj`). Non-empty, no
     /// duplicates.
     pub targets: Vec<LoraTarget>,
+    /// Adapted decoder layers (0-based, PEFT's `layers_to_transform`). Default `None`: every
+    /// layer. Non-empty, no duplicates, each below the model's layer count (checked when the
+    /// model is built); kept sorted by the model. Adapting only the top layers makes training
+    /// cheaper: the layers below the lowest adapted one build no autograd graph.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<usize>>,
 }
 
 impl Default for LoraConfig {
@@ -126,6 +137,7 @@ impl Default for LoraConfig {
             alpha: 32.0,
             dropout: 0.0,
             targets: LoraTarget::ALL.to_vec(),
+            layers: None,
         }
     }
 }
@@ -153,7 +165,48 @@ impl LoraConfig {
         if unique.len() != self.targets.len() {
             return Err(bad(format!("targets has duplicates: {:?}", self.targets)));
         }
+        if let Some(layers) = &self.layers {
+            if layers.is_empty() {
+                return Err(bad(
+                    "layers must not be empty (omit it to adapt every layer)".into(),
+                ));
+            }
+            let unique: BTreeSet<_> = layers.iter().collect();
+            if unique.len() != layers.len() {
+                return Err(bad(format!("layers has duplicates: {layers:?}")));
+            }
+        }
         Ok(())
+    }
+
+    /// [`LoraConfig::validate`], plus: every entry of `layers` is below `num_layers`.
+    pub fn validate_for(&self, num_layers: usize) -> Result<()> {
+        self.validate()?;
+        if let Some(&bad) = self.layers.iter().flatten().find(|&&l| l >= num_layers) {
+            return Err(ModelError::InvalidConfig {
+                section: "lora",
+                msg: format!(
+                    "layers: index {bad} is out of range for a {num_layers}-layer model \
+                     (valid: 0..={})",
+                    num_layers.saturating_sub(1)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether decoder layer `layer` carries adapters.
+    pub fn adapts_layer(&self, layer: usize) -> bool {
+        self.layers.as_ref().is_none_or(|l| l.contains(&layer))
+    }
+
+    /// The config with `layers` sorted (the form the model keeps and saves).
+    fn normalized(&self) -> Self {
+        let mut cfg = self.clone();
+        if let Some(l) = &mut cfg.layers {
+            l.sort_unstable();
+        }
+        cfg
     }
 
     /// The update's scale `alpha / rank`.
@@ -260,6 +313,8 @@ struct PeftConfigJson {
     #[serde(default)]
     layers_to_transform: Option<serde_json::Value>,
     #[serde(default)]
+    layers_pattern: Option<serde_json::Value>,
+    #[serde(default)]
     rank_pattern: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     alpha_pattern: Option<serde_json::Map<String, serde_json::Value>>,
@@ -288,14 +343,19 @@ impl PeftConfigJson {
                 return Err(bad(format!("{key} = true is not supported")));
             }
         }
-        if self
-            .layers_to_transform
-            .as_ref()
-            .is_some_and(|v| !v.is_null())
-        {
-            return Err(bad(
-                "layers_to_transform is not supported (adapt every layer)".into(),
-            ));
+        let layers = parse_layers_to_transform(self.layers_to_transform.as_ref())
+            .map_err(|m| bad(format!("layers_to_transform: {m}")))?;
+        // PEFT needs `layers_pattern` only to find the layer list of unusual models; a Llama's
+        // is `layers`.
+        match &self.layers_pattern {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(p)) if p == "layers" => {}
+            Some(serde_json::Value::Array(a)) if a.iter().all(|p| p == "layers") => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "layers_pattern {other} is not supported (only \"layers\")"
+                )))
+            }
         }
         for (key, map) in [
             ("rank_pattern", &self.rank_pattern),
@@ -328,9 +388,33 @@ impl PeftConfigJson {
             alpha: self.lora_alpha,
             dropout: self.lora_dropout,
             targets: targets.into_iter().collect(),
+            layers,
         };
         cfg.validate().map_err(|e| bad(e.to_string()))?;
         Ok(cfg)
+    }
+}
+
+/// PEFT's `layers_to_transform`: absent or null (every layer), one index, or a list of them.
+fn parse_layers_to_transform(
+    v: Option<&serde_json::Value>,
+) -> std::result::Result<Option<Vec<usize>>, String> {
+    let index = |v: &serde_json::Value| {
+        v.as_u64()
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or_else(|| format!("{v} is not a layer index"))
+    };
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Array(a)) => {
+            let mut layers = a
+                .iter()
+                .map(index)
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            layers.sort_unstable();
+            Ok(Some(layers))
+        }
+        Some(one) => Ok(Some(vec![index(one)?])),
     }
 }
 
@@ -342,9 +426,13 @@ impl Llama {
 
     /// Adds freshly initialised adapters (`B = 0`, `A` seeded by `seed`) to the targets.
     pub(crate) fn init_adapters(&mut self, cfg: &LoraConfig, seed: u64) -> Result<()> {
-        cfg.validate()?;
+        cfg.validate_for(self.layers.len())?;
+        let cfg = &cfg.normalized();
         let (dtype, device) = (self.options.master_dtype, self.device.clone());
         for (i, layer) in self.layers.iter_mut().enumerate() {
+            if !cfg.adapts_layer(i) {
+                continue;
+            }
             for &target in &cfg.targets {
                 let linear = layer.linear_mut(target);
                 let salt = (i * LoraTarget::ALL.len() + target as usize) as u64;
@@ -395,7 +483,8 @@ impl Llama {
             "use_rslora": false,
             "use_dora": false,
             "modules_to_save": null,
-            "layers_to_transform": null,
+            "layers_to_transform": cfg.layers,
+            "layers_pattern": cfg.layers.as_ref().map(|_| "layers"),
             "base_model_name_or_path": null,
         });
         let path = dir.join(ADAPTER_CONFIG_FILE);
@@ -420,6 +509,11 @@ impl Llama {
             msg: e.to_string(),
         })?;
         let cfg = raw.into_config(&cfg_path)?;
+        cfg.validate_for(self.layers.len())
+            .map_err(|e| ModelError::Config {
+                path: cfg_path.display().to_string(),
+                msg: e.to_string(),
+            })?;
         let path = dir.join(ADAPTER_WEIGHTS_FILE);
         if !path.exists() {
             return Err(ModelError::format(&path, "file not found"));
@@ -429,6 +523,9 @@ impl Llama {
         let dtype = self.options.master_dtype;
         let mut adapters = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
+            if !cfg.adapts_layer(i) {
+                continue;
+            }
             for &target in &cfg.targets {
                 let (out, inp) = layer.linear(target).weight.tensor.dims2()?;
                 let mut take = |a: bool, shape: [usize; 2]| -> Result<Tensor> {

@@ -303,3 +303,77 @@ fn token_logprobs_reject_bad_targets() -> Result<()> {
         .is_err());
     Ok(())
 }
+
+fn lora_subset(layers: &[usize], dtype: DType) -> LlamaOptions {
+    LlamaOptions {
+        master_dtype: dtype,
+        compute_dtype: dtype,
+        finetune: Finetune::Lora {
+            config: LoraConfig {
+                rank: 4,
+                layers: Some(layers.to_vec()),
+                ..LoraConfig::default()
+            },
+            seed: 11,
+        },
+        ..LlamaOptions::default()
+    }
+}
+
+fn layers(n: usize) -> ModelConfig {
+    ModelConfig {
+        num_layers: n,
+        ..tiny_tied()
+    }
+}
+
+#[test]
+fn layer_subset_gradients_reach_every_adapter_and_no_graph_below() -> Result<()> {
+    let m = model(&layers(4), lora_subset(&[2, 3], DType::F32))?;
+    let vars = m.trainable_vars();
+    assert_eq!(vars.len(), 2 * 7 * 2);
+    assert!(vars
+        .iter()
+        .all(|(n, _)| n.contains("layers.2.") || n.contains("layers.3.")));
+    randomize(&vars, 0.1, 3)?;
+    let grads = loss(&m, 1.0)?.backward()?;
+    assert_all_grads(&m, &grads, "lora layers [2, 3]")?;
+    for (name, w) in m.named_weights()? {
+        assert!(grads.get(&w).is_none(), "{name} got a gradient");
+    }
+
+    // The graph of a model adapted in its top layer only does not depend on how many frozen
+    // layers run below it: none of them records a node.
+    for kernels in [Kernels::Fused, Kernels::Composed] {
+        let nodes = |n: usize, adapted: &[usize]| -> Result<usize> {
+            let m = model(
+                &layers(n),
+                LlamaOptions {
+                    kernels,
+                    ..lora_subset(adapted, DType::F32)
+                },
+            )?;
+            Ok(loss(&m, 1.0)?.sorted_nodes().len())
+        };
+        let (one, four) = (nodes(1, &[0])?, nodes(4, &[3])?);
+        assert_eq!(one, four, "{kernels:?}: graph nodes {one} vs {four}");
+        assert!(nodes(4, &[2, 3])? > four);
+    }
+    Ok(())
+}
+
+#[test]
+fn layer_subset_gradients_match_finite_differences_in_f64() -> Result<()> {
+    let m = model(&layers(3), lora_subset(&[1], DType::F64))?;
+    randomize(&m.trainable_vars(), 0.1, 6)?;
+    let picks: Vec<(String, usize)> = [
+        (LoraTarget::Q, true, 17),
+        (LoraTarget::K, false, 5),
+        (LoraTarget::O, true, 100),
+        (LoraTarget::Down, false, 30),
+    ]
+    .into_iter()
+    .map(|(t, a, i)| (t.peft_key(1, a), i))
+    .collect();
+    check_finite_differences(&m, &picks, "lora layers [1]")
+}

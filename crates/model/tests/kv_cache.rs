@@ -286,3 +286,67 @@ fn shared_prefix_training_forward_matches_unshared() -> Result<()> {
     }
     Ok(())
 }
+
+/// Decodes `steps` tokens on a forked cache, dropping (or repeating) rows on the way with
+/// `retain(keep)` (each `keep` indexes the rows alive at that point), and checks every step
+/// against the row's sequence run alone.
+fn decode_with_retains(m: &Llama, retains: &[(usize, Vec<u32>)], steps: usize) -> Result<()> {
+    let prompts = [tokens(6, 20), tokens(4, 21), tokens(5, 22)];
+    let (ids, mask) = batch(&prompts, true)?;
+    let mut prompt_cache = m.new_cache();
+    prompt_cache.reserve(3)?; // decoding past it makes the retained buffers grow
+    m.forward(&ids, &mask, &mut prompt_cache, Mode::Infer)?;
+    let owners = [0u32, 1, 1, 2, 0, 2];
+    let mut cache = prompt_cache.fork(&owners)?;
+    // The token sequence of each current row.
+    let mut seqs: Vec<Vec<u32>> = owners
+        .iter()
+        .map(|&p| prompts[p as usize].clone())
+        .collect();
+    for s in 0..steps {
+        if let Some((_, keep)) = retains.iter().find(|(at, _)| *at == s) {
+            cache.retain(keep)?;
+            seqs = keep.iter().map(|&k| seqs[k as usize].clone()).collect();
+            assert_eq!(cache.rows(), seqs.len());
+        }
+        let col: Vec<Vec<u32>> = (0..seqs.len())
+            .map(|r| vec![tokens(1, (100 + 10 * r + s) as u32)[0]])
+            .collect();
+        let h = step(m, &mut cache, &col, Mode::Infer)?;
+        for (r, seq) in seqs.iter_mut().enumerate() {
+            seq.push(col[r][0]);
+            let alone = run_alone(m, seq, Mode::Infer)?.squeeze(0)?;
+            let d = max_abs_diff(&h.get(r)?.get(0)?, &alone.get(seq.len() - 1)?)?;
+            assert!(d <= F32_TOL, "step {s} row {r}: differs by {d}");
+        }
+    }
+    assert_eq!(prompt_cache.rows(), 3);
+    Ok(())
+}
+
+#[test]
+fn retain_every_step_in_place_and_reordered_match_independent_runs() -> Result<()> {
+    let m = model(&tiny_tied(), LlamaOptions::default())?;
+    // Increasing rows: compacted in place, several times, then past the reserved capacity.
+    decode_with_retains(
+        &m,
+        &[
+            (1, vec![0, 2, 3, 4, 5]),
+            (2, vec![1, 2, 3, 4]),
+            (3, vec![0, 3]),
+            (4, vec![0, 1]),
+        ],
+        7,
+    )?;
+    // Reordered and repeated rows: gathered into new buffers.
+    decode_with_retains(&m, &[(1, vec![5, 0, 3]), (3, vec![2, 2, 0])], 6)?;
+    // Every row (a no-op) and no rows at all.
+    let mut cache = m.new_cache();
+    step(&m, &mut cache, &[tokens(3, 1), tokens(3, 2)], Mode::Infer)?;
+    cache.retain(&[0, 1])?;
+    assert_eq!(cache.rows(), 2);
+    cache.retain(&[])?;
+    assert_eq!(cache.rows(), 0);
+    assert!(cache.retain(&[0]).is_err(), "an empty cache has no rows");
+    Ok(())
+}

@@ -25,6 +25,7 @@ fn qv() -> LoraConfig {
         alpha: 8.0,
         dropout: 0.0,
         targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Down],
+        layers: None,
     }
 }
 
@@ -289,5 +290,184 @@ fn lora_config_validates_and_rejects_unknown_fields() -> Result<()> {
         },
     )?;
     assert!(full.load_adapters(Path::new("/nonexistent")).is_err());
+    Ok(())
+}
+
+/// A 4-layer version of the tiny model (for layer subsets).
+fn tiny4() -> thinkjudge_model::ModelConfig {
+    thinkjudge_model::ModelConfig {
+        num_layers: 4,
+        ..tiny()
+    }
+}
+
+fn subset(layers: &[usize]) -> LoraConfig {
+    LoraConfig {
+        layers: Some(layers.to_vec()),
+        ..qv()
+    }
+}
+
+#[test]
+fn layer_subset_adapts_only_those_layers_and_round_trips_as_peft() -> Result<()> {
+    let m = model(&tiny4(), lora_options(subset(&[3, 1]), 1))?;
+    randomize(&m.trainable_vars(), 0.2, 4)?;
+    // Kept sorted; adapters only in layers 1 and 3.
+    assert_eq!(m.lora_config(), Some(&subset(&[1, 3])));
+    let names: Vec<String> = m.trainable_vars().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), 2 * 3 * 2);
+    assert!(names
+        .iter()
+        .all(|n| n.contains("layers.1.") || n.contains("layers.3.")));
+    assert_eq!(m.first_trainable_layer(), 1);
+
+    let dir = tempfile::tempdir()?;
+    m.save_adapters(dir.path())?;
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        dir.path().join(ADAPTER_CONFIG_FILE),
+    )?)?;
+    assert_eq!(cfg["layers_to_transform"], serde_json::json!([1, 3]));
+    assert_eq!(cfg["layers_pattern"], "layers");
+    let tensors =
+        candle_core::safetensors::load(dir.path().join(ADAPTER_WEIGHTS_FILE), &Device::Cpu)?;
+    assert_eq!(tensors.len(), 12);
+
+    let mut b = model(&tiny4(), LlamaOptions::default())?;
+    b.load_adapters(dir.path())?;
+    assert_eq!(b.lora_config(), Some(&subset(&[1, 3])));
+    assert_eq!(
+        max_abs_diff(&logits(&m, Mode::Infer)?, &logits(&b, Mode::Infer)?)?,
+        0.0
+    );
+    // Layers 0 and 2 are the base model's.
+    let base = model(&tiny4(), LlamaOptions::default())?;
+    assert!(max_abs_diff(&logits(&m, Mode::Infer)?, &logits(&base, Mode::Infer)?)? > 1e-3);
+    assert_eq!(
+        max_abs_diff(&logits(&m, Mode::Reference)?, &logits(&base, Mode::Infer)?)?,
+        0.0
+    );
+
+    // Without `layers` the config JSON says null and loading expects every layer.
+    let dir_all = tempfile::tempdir()?;
+    trained(qv())?.save_adapters(dir_all.path())?;
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        dir_all.path().join(ADAPTER_CONFIG_FILE),
+    )?)?;
+    assert!(cfg["layers_to_transform"].is_null());
+    Ok(())
+}
+
+#[test]
+fn layer_subset_out_of_range_is_a_clear_error() -> Result<()> {
+    let err = model(&tiny4(), lora_options(subset(&[1, 4]), 1))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("index 4") && err.contains("4-layer") && err.contains("layers"),
+        "{err}"
+    );
+    for bad in [subset(&[]), subset(&[2, 2])] {
+        assert!(bad.validate().is_err(), "{bad:?}");
+    }
+    let c: LoraConfig = serde_json::from_str(r#"{"layers": [5, 2]}"#)?;
+    assert_eq!(c.layers, Some(vec![5, 2]));
+    assert!(c.validate().is_ok() && c.validate_for(6).is_ok() && c.validate_for(5).is_err());
+    // Serialized without the field when None (TOML has no null).
+    assert!(!serde_json::to_string(&LoraConfig::default())?.contains("layers"));
+    Ok(())
+}
+
+#[test]
+fn peft_layers_to_transform_forms_are_read() -> Result<()> {
+    // An adapter of layer 1 only, saved; then the JSON is edited into PEFT's other forms.
+    let dir = tempfile::tempdir()?;
+    let m = model(&tiny(), lora_options(subset(&[1]), 1))?;
+    randomize(&m.trainable_vars(), 0.2, 4)?;
+    m.save_adapters(dir.path())?;
+    let path = dir.path().join(ADAPTER_CONFIG_FILE);
+    let original = std::fs::read_to_string(&path)?;
+    let load_with =
+        |key: &str, value: serde_json::Value| -> Result<std::result::Result<Llama, String>> {
+            let mut cfg: serde_json::Value = serde_json::from_str(&original)?;
+            cfg[key] = value;
+            std::fs::write(&path, cfg.to_string())?;
+            let mut b = model(&tiny(), LlamaOptions::default())?;
+            Ok(b.load_adapters(dir.path())
+                .map(|()| b)
+                .map_err(|e| e.to_string()))
+        };
+    // A bare integer, as PEFT allows.
+    let b = load_with("layers_to_transform", 1.into())?.unwrap();
+    assert_eq!(b.lora_config().unwrap().layers, Some(vec![1]));
+    assert_eq!(
+        max_abs_diff(&logits(&m, Mode::Infer)?, &logits(&b, Mode::Infer)?)?,
+        0.0
+    );
+    let b = load_with("layers_pattern", serde_json::json!(["layers"]))?.unwrap();
+    assert_eq!(b.lora_config().unwrap().layers, Some(vec![1]));
+    let err = load_with("layers_pattern", "h".into())?.unwrap_err();
+    assert!(err.contains("layers_pattern"), "{err}");
+    let err = load_with("layers_to_transform", serde_json::json!([1, 2]))?.unwrap_err();
+    assert!(
+        err.contains("index 2") && err.contains(&path.display().to_string()),
+        "{err}"
+    );
+    let err = load_with("layers_to_transform", serde_json::json!(["x"]))?.unwrap_err();
+    assert!(err.contains("layers_to_transform"), "{err}");
+    // The file holds layer 1's tensors: claiming every layer finds layer 0's missing.
+    let err = load_with("layers_to_transform", serde_json::Value::Null)?.unwrap_err();
+    assert!(
+        err.contains("layers.0.") && err.contains("missing"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[test]
+fn train_forward_count_restores_the_dropout_stream() -> Result<()> {
+    let config = LoraConfig {
+        dropout: 0.3,
+        ..LoraConfig::default()
+    };
+    let a = trained(config.clone())?;
+    assert_eq!(a.train_forward_count(), 0);
+    for _ in 0..3 {
+        logits(&a, Mode::Train)?;
+    }
+    logits(&a, Mode::Infer)?; // inference forwards do not count
+    assert_eq!(a.train_forward_count(), 3);
+    let fourth = logits(&a, Mode::Train)?;
+
+    let b = trained(config)?;
+    b.set_train_forward_count(3);
+    assert_eq!(max_abs_diff(&logits(&b, Mode::Train)?, &fourth)?, 0.0);
+    assert_eq!(b.train_forward_count(), 4);
+    Ok(())
+}
+
+#[test]
+fn logits_mode_matches_logits_and_records_no_graph_when_inferring() -> Result<()> {
+    let full = model(
+        &tiny_tied(),
+        LlamaOptions {
+            finetune: Finetune::Full,
+            ..LlamaOptions::default()
+        },
+    )?;
+    // 2 rows (the small-batch orientation) and 70 rows (the plain one).
+    for rows in [2usize, 70] {
+        let seqs: Vec<Vec<u32>> = (0..rows).map(|r| tokens(1, 300 + r as u32)).collect();
+        let (ids, mask) = batch(&seqs, false)?;
+        let h = full.forward(&ids, &mask, &mut full.new_cache(), Mode::Infer)?;
+        let train = full.logits(&h)?;
+        assert!(train.track_op(), "a trainable head records its graph");
+        for mode in [Mode::Infer, Mode::Reference] {
+            let l = full.logits_mode(&h, mode)?;
+            assert!(!l.track_op(), "{mode:?} recorded a graph");
+            assert_eq!(l.dims(), train.dims());
+            assert!(max_abs_diff(&l, &train)? <= F32_TOL, "{rows} rows {mode:?}");
+        }
+        assert!(full.logits_mode(&h, Mode::Train)?.track_op());
+    }
     Ok(())
 }

@@ -36,6 +36,8 @@
 //! log-probs and gradients equal those of `G` separate full-sequence forwards (tested in
 //! `tests/kv_cache.rs`), at a fraction of the cost for long judge prompts.
 
+mod rows;
+
 use candle_core::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
@@ -152,19 +154,10 @@ impl KvCache {
 
     /// A new cache whose row `i` is row `rows[i]` of this one (rows may repeat: `[0, 0, 1, 1]`
     /// shares each of two prompts into two rows). In training mode this is a differentiable
-    /// `index_select`; inference buffers keep their capacity.
+    /// `index_select`; inference buffers keep their capacity, and on the CPU only their filled
+    /// slots are copied.
     pub fn fork(&self, rows: &[u32]) -> Result<KvCache> {
-        if self.is_empty() {
-            return Err(ModelError::InvalidArgument(
-                "KvCache::fork on an empty cache (run a forward first)".into(),
-            ));
-        }
-        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= self.rows) {
-            return Err(ModelError::InvalidArgument(format!(
-                "KvCache::fork: row {bad} out of range (the cache has {} rows)",
-                self.rows
-            )));
-        }
+        self.check_rows("fork", rows)?;
         if rows.is_empty() {
             let mut empty = Self::new(self.layers.len());
             empty.mode = self.mode;
@@ -172,12 +165,20 @@ impl KvCache {
         }
         let device = self.device()?;
         let index = Tensor::new(rows, &device)?;
+        let inference = self.mode != Some(Mode::Train);
         let layers = self
             .layers
             .iter()
             .map(|l| {
                 l.as_ref()
                     .map(|l| -> Result<LayerKv> {
+                        if inference && rows::applies(&l.k) && rows::applies(&l.v) {
+                            let [k, v] = self.live_lines(l)?;
+                            return Ok(LayerKv {
+                                k: rows::gather(&l.k, rows, k)?,
+                                v: rows::gather(&l.v, rows, v)?,
+                            });
+                        }
                         Ok(LayerKv {
                             k: l.k.index_select(&index, 0)?,
                             v: l.v.index_select(&index, 0)?,
@@ -186,7 +187,88 @@ impl KvCache {
                     .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache {
+        Ok(self.with_rows(layers, rows))
+    }
+
+    /// Keeps only `rows` (in that order), e.g. the unfinished sequences of a decode batch.
+    ///
+    /// Cheap enough to call every decode step: for an inference cache on the CPU with `rows`
+    /// strictly increasing (dropping rows, keeping the order), the kept rows' filled slots are
+    /// moved down in place, with no allocation (the buffers keep their size until they next
+    /// grow). Otherwise it is a [`KvCache::fork`].
+    pub fn retain(&mut self, rows: &[u32]) -> Result<()> {
+        self.check_rows("retain", rows)?;
+        let increasing = rows.windows(2).all(|w| w[0] < w[1]);
+        let in_place = !rows.is_empty()
+            && increasing
+            && self.mode != Some(Mode::Train)
+            && self
+                .layers
+                .iter()
+                .flatten()
+                .all(|l| rows::applies(&l.k) && rows::applies(&l.v));
+        if !in_place {
+            *self = self.fork(rows)?;
+            return Ok(());
+        }
+        if rows.len() == self.rows {
+            return Ok(()); // strictly increasing and as many as there are: every row, in order
+        }
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            layers.push(match l {
+                None => None,
+                Some(l) => {
+                    let [k, v] = self.live_lines(l)?;
+                    Some(LayerKv {
+                        k: rows::compact_in_place(&l.k, rows, k)?,
+                        v: rows::compact_in_place(&l.v, rows, v)?,
+                    })
+                }
+            });
+        }
+        *self = self.with_rows(layers, rows);
+        Ok(())
+    }
+
+    /// Where the filled slots of an inference layer's kᵀ and v buffers are (see `rows.rs`):
+    /// kᵀ `(B, n_kv, D, cap)` has `n_kv·D` lines of `cap` with `len` filled; v
+    /// `(B, n_kv, cap, D)` has `n_kv` lines of `cap·D` with `len·D` filled.
+    fn live_lines(&self, l: &LayerKv) -> Result<[rows::Lines; 2]> {
+        let (_, h, d, cap) = l.k.dims4()?;
+        let (_, _, vcap, vd) = l.v.dims4()?;
+        Ok([
+            rows::Lines {
+                lines: h * d,
+                line_len: cap,
+                live: self.len,
+            },
+            rows::Lines {
+                lines: h,
+                line_len: vcap * vd,
+                live: self.len * vd,
+            },
+        ])
+    }
+
+    fn check_rows(&self, what: &str, rows: &[u32]) -> Result<()> {
+        if self.is_empty() {
+            return Err(ModelError::InvalidArgument(format!(
+                "KvCache::{what} on an empty cache (run a forward first)"
+            )));
+        }
+        if let Some(&bad) = rows.iter().find(|&&r| r as usize >= self.rows) {
+            return Err(ModelError::InvalidArgument(format!(
+                "KvCache::{what}: row {bad} out of range (the cache has {} rows)",
+                self.rows
+            )));
+        }
+        Ok(())
+    }
+
+    /// This cache's bookkeeping for `rows`, over the given layer tensors.
+    fn with_rows(&self, layers: Vec<Option<LayerKv>>, rows: &[u32]) -> KvCache {
+        KvCache {
             layers,
             mode: self.mode,
             rows: rows.len(),
@@ -198,13 +280,7 @@ impl KvCache {
                 .map(|&r| self.valid[r as usize].clone())
                 .collect(),
             next_pos: rows.iter().map(|&r| self.next_pos[r as usize]).collect(),
-        })
-    }
-
-    /// Keeps only `rows` (in that order), e.g. the unfinished sequences of a decode batch.
-    pub fn retain(&mut self, rows: &[u32]) -> Result<()> {
-        *self = self.fork(rows)?;
-        Ok(())
+        }
     }
 
     fn device(&self) -> Result<Device> {

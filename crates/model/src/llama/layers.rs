@@ -19,17 +19,48 @@ pub(crate) struct Param {
     /// Master dtype; shares storage with `var` when trainable.
     pub tensor: Tensor,
     pub var: Option<Var>,
+    /// A frozen weight cast to a compute dtype other than its own (bf16 on CUDA), made on first
+    /// use ([`Param::in_dtype`]) instead of on every forward. Never set for a trainable weight,
+    /// which changes under the optimizer.
+    pub cast: OnceLock<Tensor>,
 }
 
 impl Param {
     pub fn new(name: String, tensor: Tensor, trainable: bool) -> candle_core::Result<Self> {
         let var = trainable.then(|| Var::from_tensor(&tensor)).transpose()?;
         let tensor = var.as_ref().map_or(tensor, |v| v.as_tensor().clone());
-        Ok(Self { name, tensor, var })
+        Ok(Self {
+            name,
+            tensor,
+            var,
+            cast: OnceLock::new(),
+        })
+    }
+
+    /// The weight in `dtype`: with its graph when `graph` and trainable, detached otherwise. A
+    /// frozen weight's cast is cached (it carries no graph either way).
+    pub fn in_dtype(&self, dtype: DType, graph: bool) -> candle_core::Result<Tensor> {
+        if self.var.is_some() || self.tensor.dtype() == dtype {
+            let t = if graph {
+                self.tensor.clone()
+            } else {
+                self.tensor.detach()
+            };
+            return t.to_dtype(dtype);
+        }
+        match self.cast.get() {
+            Some(t) if t.dtype() == dtype => Ok(t.clone()),
+            Some(_) => self.tensor.detach().to_dtype(dtype), // one model, one compute dtype
+            None => {
+                let t = self.tensor.detach().to_dtype(dtype)?;
+                Ok(self.cast.get_or_init(|| t).clone())
+            }
+        }
     }
 }
 
 /// Everything a forward step shares across layers.
+#[derive(Clone)]
 pub(crate) struct Ctx {
     pub mode: Mode,
     /// dtype of matmuls and activations.
@@ -50,15 +81,18 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The same step run in another mode (shares the angles and the bias).
+    pub fn with_mode(&self, mode: Mode) -> Self {
+        Self {
+            mode,
+            ..self.clone()
+        }
+    }
+
     /// The weight as this mode uses it: with its graph in training, detached otherwise; in
     /// the compute dtype (a differentiable cast from the master dtype).
     pub fn weight(&self, p: &Param) -> candle_core::Result<Tensor> {
-        let t = if self.mode == Mode::Train {
-            p.tensor.clone()
-        } else {
-            p.tensor.detach()
-        };
-        t.to_dtype(self.compute)
+        p.in_dtype(self.compute, self.mode == Mode::Train)
     }
 
     pub fn rms_norm(&self, x: &Tensor, w: &Param) -> candle_core::Result<Tensor> {
@@ -152,6 +186,13 @@ impl Attention {
         let k = ops::rope(&k, &ctx.cos, &ctx.sin, ctx.kernels)?;
         let (kt, v) = cache.append(layer, &k, &v, plan)?; // (B, n_kv, D, S), (B, n_kv, S, D)
         let s = plan.seq_len;
+        if t == 1 && ctx.float == ctx.compute && ops::decode_attention::applies(&q, &kt, &v) {
+            // A decode step: one fused pass per (row, kv head) instead of 2·B·n_kv tiny matmuls.
+            let scale = (d as f64).powf(-0.5);
+            let y = ops::decode_attention::decode_attention(&q, &kt, &v, &ctx.bias, scale)?
+                .reshape((b, nh * d))?;
+            return Ok(self.o_proj.forward(&y, ctx, salt(LoraTarget::O))?);
+        }
         // GQA without repeating K/V: head h uses kv head h / rep (HF `repeat_kv`), so the rep
         // query heads of one kv head stack into one (rep·T, D) matrix against its keys.
         let q = q
@@ -237,6 +278,14 @@ impl DecoderLayer {
             LoraTarget::Up => &mut self.mlp.up_proj,
             LoraTarget::Down => &mut self.mlp.down_proj,
         }
+    }
+
+    /// Whether any weight of the layer is a `Var` or any projection carries an adapter.
+    pub fn has_trainable(&self) -> bool {
+        self.params().iter().any(|p| p.var.is_some())
+            || LoraTarget::ALL
+                .iter()
+                .any(|&t| self.linear(t).lora.is_some())
     }
 
     /// Every parameter of the layer, in HF order.

@@ -167,6 +167,11 @@ pub fn tensor_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     out
 }
 
+/// Most rows for which [`Llama::logits_mode`] (inference modes, CPU) computes `(W·hᵀ)ᵀ`
+/// instead of `h·Wᵀ`: with few rows, gemm repacks the whole (V, H) head for `h·Wᵀ` on every
+/// call (measured on the 49152×576 head at 32 rows: 57–62 ms vs 39 ms).
+pub const LOGITS_SMALL_ROWS: usize = 64;
+
 /// A trainable, batched Llama-family decoder.
 #[derive(Debug)]
 pub struct Llama {
@@ -360,15 +365,56 @@ impl Llama {
         let mut plan = cache.plan(&mask, b, t, mode)?;
         cache.prepare(&plan)?;
         let ctx = self.context(&mut plan, b, t, mode)?;
-        let mut x = ctx
+        let x = self.run_layers(input_ids, &ctx, cache, &plan, &mut |_, _| {})?;
+        cache.commit(plan);
+        Ok(x.reshape((b, t, self.cfg.hidden_size))?)
+    }
+
+    /// Embedding, decoder layers and final norm; `probe(i, x)` sees the input of layer `i`
+    /// (tests check where the autograd graph starts).
+    ///
+    /// In `Mode::Train`, the layers below [`Llama::first_trainable_layer`] hold nothing
+    /// trainable: they run as in `Mode::Infer` (detached weights, fused kernels), so no graph
+    /// is recorded there and the backward stops at the first layer that trains. The cache
+    /// still stores their keys as a training cache (the plan's mode).
+    pub(crate) fn run_layers(
+        &self,
+        input_ids: &Tensor,
+        ctx: &Ctx,
+        cache: &mut KvCache,
+        plan: &crate::kv_cache::StepPlan,
+        probe: &mut dyn FnMut(usize, &Tensor),
+    ) -> Result<Tensor> {
+        let first = match ctx.mode {
+            Mode::Train => self.first_trainable_layer(),
+            _ => 0,
+        };
+        let frozen_ctx = (first > 0).then(|| ctx.with_mode(Mode::Infer));
+        let ctx_of = |i: usize| match &frozen_ctx {
+            Some(f) if i < first => f,
+            _ => ctx,
+        };
+        let mut x = ctx_of(0)
             .weight(&self.embed_tokens)?
             .index_select(&input_ids.flatten_all()?, 0)?; // (B·T, H)
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x, i, &ctx, cache, &plan)?;
+            probe(i, &x);
+            x = layer.forward(&x, i, ctx_of(i), cache, plan)?;
         }
-        let x = ctx.rms_norm(&x, &self.norm)?;
-        cache.commit(plan);
-        Ok(x.reshape((b, t, self.cfg.hidden_size))?)
+        Ok(ctx_of(self.layers.len()).rms_norm(&x, &self.norm)?)
+    }
+
+    /// The lowest decoder layer with a trainable tensor (a weight `Var` or a LoRA adapter):
+    /// 0 when the embedding trains (full fine-tuning), the number of layers when nothing in
+    /// the stack trains. A `Mode::Train` forward records no graph below it.
+    pub fn first_trainable_layer(&self) -> usize {
+        if self.embed_tokens.var.is_some() {
+            return 0;
+        }
+        self.layers
+            .iter()
+            .position(DecoderLayer::has_trainable)
+            .unwrap_or(self.layers.len())
     }
 
     fn context(
@@ -421,26 +467,63 @@ impl Llama {
 
     /// The LM head weight as `mode` uses it, in the compute dtype.
     fn head_weight(&self, mode: Mode) -> Result<Tensor> {
-        let p = self.head();
-        let t = match mode {
-            Mode::Train => p.tensor.clone(),
-            _ => p.tensor.detach(),
-        };
-        Ok(t.to_dtype(self.options.compute_dtype)?)
+        Ok(self
+            .head()
+            .in_dtype(self.options.compute_dtype, mode == Mode::Train)?)
     }
 
     /// Full logits, for tests and evaluation (differentiable through a trainable head; prefer
-    /// [`Llama::token_logprobs`] in training: this materialises (B, T, V)).
+    /// [`Llama::token_logprobs`] in training: this materialises (B, T, V)). The same as
+    /// [`Llama::logits_mode`] with `Mode::Train`.
     ///
     /// # Shapes
     /// `hidden` (B, T, H) → (B, T, V) in the float dtype (f32, or f64 for f64 models).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.logits_mode(hidden, Mode::Train)
+    }
+
+    /// Full logits with the LM head as `mode` uses it: in `Mode::Train` differentiable through
+    /// a trainable head (as [`Llama::logits`]); in `Mode::Infer` / `Mode::Reference` the head
+    /// is detached, so no graph is recorded even under full fine-tuning (use this for
+    /// sampling), and a CPU decode batch (at most [`LOGITS_SMALL_ROWS`] rows) computes
+    /// `(W·hᵀ)ᵀ`, which is faster there than `h·Wᵀ` (see [`LOGITS_SMALL_ROWS`]).
+    ///
+    /// # Shapes
+    /// `hidden` (B, T, H) → (B, T, V) in the float dtype (f32, or f64 for f64 models).
+    pub fn logits_mode(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.prepare_thread();
         let (b, t, h) = hidden.dims3()?;
-        let w = self.head_weight(Mode::Train)?;
-        let logits = hidden.reshape((b * t, h))?.matmul(&w.t()?)?;
+        let w = self.head_weight(mode)?;
+        let x = hidden.reshape((b * t, h))?;
+        let logits = if mode != Mode::Train
+            && w.device().is_cpu()
+            && b * t <= LOGITS_SMALL_ROWS
+            && !hidden.track_op()
+        {
+            // (V, H)·(H, n) with a row-major W: gemm packs the n-column right-hand side
+            // (small) instead of the whole transposed head.
+            w.matmul(&x.t()?)?.t()?.contiguous()?
+        } else {
+            x.matmul(&w.t()?)?
+        };
         Ok(logits
             .to_dtype(self.options.float_dtype())?
             .reshape((b, t, self.cfg.vocab_size))?)
+    }
+
+    /// Number of `Mode::Train` forwards run so far. Each one draws its LoRA dropout masks from
+    /// a stream seeded by this count, so an exact resume saves it with the checkpoint and
+    /// restores it with [`Llama::set_train_forward_count`].
+    pub fn train_forward_count(&self) -> u64 {
+        self.forward_count.load(Ordering::Relaxed)
+    }
+
+    /// Sets the count of [`Llama::train_forward_count`]: the next `Mode::Train` forward draws
+    /// the dropout masks that forward number `count` of a fresh model would (with the same
+    /// seed). Restoring the saved count makes a resumed run bit-identical to the uninterrupted
+    /// one.
+    pub fn set_train_forward_count(&self, count: u64) {
+        self.forward_count.store(count, Ordering::Relaxed);
     }
 
     /// Log-probabilities of `targets` and next-token entropies, chunked over rows so that no
@@ -535,3 +618,6 @@ impl Llama {
 fn named(p: &Param) -> (String, Tensor) {
     (p.name.clone(), p.tensor.detach())
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,6 +28,7 @@
 
 mod attach;
 pub(crate) mod cpu;
+pub(crate) mod decode_attention;
 
 pub use attach::{attach1, attach2, attach3};
 
