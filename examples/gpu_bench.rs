@@ -75,7 +75,8 @@ struct Args {
     #[arg(long, default_value_t = 256)]
     new: usize,
     /// Peak dense bf16 TFLOP/s of the device for MFU [default: 989, H100/H200 SXM spec; the
-    /// measured cuBLAS ceiling on this project's H200 is about 790].
+    /// workplace notes report about 790 for a large bf16 matmul through PyTorch on its H200;
+    /// not measured by this project].
     #[arg(long)]
     peak_tflops: Option<f64>,
     /// Logits elements `token_logprobs` materialises at once [default: 2^27 on CUDA, the model

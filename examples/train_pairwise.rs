@@ -22,16 +22,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
-use thinkjudge::config::{ComputeDtype, DataSource, DeviceSpec, EvalData};
+use thinkjudge::config::{DataSource, DeviceSpec, EvalData};
 use thinkjudge::eval::{evaluate, judge_prompts, JudgedPrompt};
 use thinkjudge::judging::label_threshold;
 use thinkjudge::models::resolve_model;
 use thinkjudge::{dataset, plot, EvalMetrics, StartOptions, TrainConfig, Trainer};
 use thinkjudge_data::{Gsm8kConfig, ProceduralConfig};
-use thinkjudge_model::{load, ModelSource};
+use thinkjudge_model::load;
 use thinkjudge_rl::LrSchedule;
+
+#[path = "common/run.rs"]
+mod run;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,7 +42,7 @@ use thinkjudge_rl::LrSchedule;
 )]
 struct Args {
     /// Training steps.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 40)]
     steps: u64,
     /// Model: `default` (SmolLM2-135M-Instruct), an HF directory, a .gguf file, or hf:org/name.
     #[arg(long, default_value = "default")]
@@ -65,10 +68,10 @@ struct Args {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Held-out pairs evaluated (each in both orders).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 48)]
     eval_pairs: usize,
     /// Pairs of the transfer check (a second held-out set made differently); 0 skips it.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 0)]
     transfer_pairs: usize,
     /// A TOML run config replacing the built-in one (the flags above still apply).
     #[arg(long)]
@@ -96,7 +99,7 @@ fn data_plan(dir: &Path) -> DataPlan {
         pairs,
         generator: ProceduralConfig {
             min_steps: 1,
-            max_steps: 2,
+            max_steps: 1,
             max_operand: 12,
             seed,
             ..ProceduralConfig::default()
@@ -109,7 +112,7 @@ fn data_plan(dir: &Path) -> DataPlan {
                 path: test.clone(),
                 synth: Gsm8kConfig::default(),
             }],
-            description: "procedural word problems (1-2 steps, operands 2-12), 3000 pairs".into(),
+            description: "procedural one-step word problems (operands 2-12), 3000 pairs".into(),
             transfer_description: format!(
                 "GSM8K correct-vs-corrupted solutions from {}",
                 test.display()
@@ -128,7 +131,7 @@ fn data_plan(dir: &Path) -> DataPlan {
                 },
             }],
             description: format!(
-                "procedural word problems (1-2 steps, operands 2-12), 3000 pairs \
+                "procedural one-step word problems (operands 2-12), 3000 pairs \
                  (no GSM8K under {})",
                 dir.display()
             ),
@@ -137,7 +140,10 @@ fn data_plan(dir: &Path) -> DataPlan {
     }
 }
 
-/// The built-in CPU recipe (see README.md, "Tuning log").
+/// The built-in CPU recipe (see README.md, "Results"): LoRA on the top 8 of SmolLM2's 30
+/// layers (the 22 below run without an autograd graph), 2 pairs × 2 orders × G = 8 samples per
+/// step, an 8-token thought closed by budget forcing straight into `<answer>[[`, so every
+/// sample ends in a verdict.
 fn builtin_config(plan: &DataPlan) -> TrainConfig {
     let mut cfg = TrainConfig::cpu_default();
     cfg.data.train = plan.train.clone();
@@ -146,17 +152,19 @@ fn builtin_config(plan: &DataPlan) -> TrainConfig {
         seed: 0,
     };
     cfg.data.prompt.system_prompt = Some("You are a careful judge.".into());
-    cfg.rollout.group_size = 4;
+    cfg.model.lora.layers = Some((22..30).collect());
+    cfg.rollout.group_size = 8;
     let thinking = &mut cfg.rollout.sampling.thinking;
-    thinking.max_thought_tokens = Some(16);
+    thinking.max_thought_tokens = Some(8);
+    thinking.min_thought_tokens = 8;
     thinking.forced_close = "\n</think>\n<answer>[[".into();
-    cfg.rollout.sampling.max_new_tokens = 32;
+    cfg.rollout.sampling.max_new_tokens = 24;
     cfg.loss.kl_coef = 0.0;
     cfg.optim.schedule = LrSchedule::WarmupConstant {
-        lr: 1e-4,
+        lr: 5e-4,
         warmup_steps: 3,
     };
-    cfg.trainer.pairs_per_step = 4;
+    cfg.trainer.pairs_per_step = 2;
     cfg.trainer.micro_batch_prompts = 8;
     cfg.trainer.eval_every = 20;
     cfg.trainer.checkpoint_every = 0;
@@ -165,7 +173,7 @@ fn builtin_config(plan: &DataPlan) -> TrainConfig {
 }
 
 fn main() -> Result<()> {
-    init_tracing();
+    run::init_tracing();
     let args = Args::parse();
     let started = Instant::now();
     let data_dir = args
@@ -179,15 +187,12 @@ fn main() -> Result<()> {
     };
     cfg.model.source = resolve_model(&args.model)?;
     cfg.model.device = args.device.parse::<DeviceSpec>()?;
-    cfg.model.compute_dtype = match args.compute_dtype.as_deref() {
-        Some("f32") => ComputeDtype::F32,
-        Some("bf16") => ComputeDtype::Bf16,
-        Some("f16") => ComputeDtype::F16,
-        Some(other) => bail!("--compute-dtype {other}: expected f32, bf16 or f16"),
-        // bf16 is the GPU's fast path (tensor cores); the built-in config is CPU-sized f32.
-        None if args.config.is_none() && cfg.model.device != DeviceSpec::Cpu => ComputeDtype::Bf16,
-        None => cfg.model.compute_dtype,
-    };
+    cfg.model.compute_dtype = run::compute_dtype(
+        args.compute_dtype.as_deref(),
+        cfg.model.compute_dtype,
+        cfg.model.device,
+        args.config.is_none(),
+    )?;
     cfg.output.run_dir = args.out.clone();
     cfg.trainer.seed = args.seed;
     cfg.trainer.steps = args.steps;
@@ -197,9 +202,9 @@ fn main() -> Result<()> {
         print!("{}", cfg.to_toml_string()?);
         return Ok(());
     }
-    prepare_run_dir(&args.out, args.overwrite)?;
+    run::prepare_run_dir(&args.out, args.overwrite)?;
 
-    println!("model:    {}", describe_model(&cfg.model.source));
+    println!("model:    {}", run::describe_model(&cfg.model.source));
     println!("data:     {}", plan.description);
     let device = cfg.model.device.resolve()?;
     let loaded = load(&cfg.model.source, &device).context("loading the model")?;
@@ -271,13 +276,18 @@ fn main() -> Result<()> {
     let png = run_dir.join("curves.png");
     plot::plot_metrics(&trainer.paths().metrics, &png)?;
     let wall = started.elapsed().as_secs_f64();
-    write_summary_extras(
-        &trainer.paths().summary,
-        &plan,
-        transfer_before.as_ref(),
-        transfer_after.as_ref(),
-        wall,
-    )?;
+    let mut extras = serde_json::Map::new();
+    extras.insert("data".into(), plan.description.clone().into());
+    extras.insert(
+        "transfer".into(),
+        serde_json::json!({
+            "data": plan.transfer_description,
+            "before": transfer_before,
+            "after": transfer_after,
+        }),
+    );
+    extras.insert("total_wall_seconds".into(), wall.into());
+    run::extend_summary(&trainer.paths().summary, extras)?;
 
     // Report.
     println!();
@@ -312,75 +322,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
-fn describe_model(source: &ModelSource) -> String {
-    match source {
-        ModelSource::Default => {
-            "SmolLM2-135M-Instruct (PyPI-packaged GGUF, fetched once into the thinkjudge cache)"
-                .into()
-        }
-        ModelSource::Dir(d) => format!("{} (HF directory)", d.display()),
-        other => other.to_string(),
-    }
-}
-
-/// Refuses to mix two runs in one directory unless `--overwrite`.
-fn prepare_run_dir(dir: &Path, overwrite: bool) -> Result<()> {
-    let used = dir.join("checkpoints").exists() || dir.join("metrics.jsonl").exists();
-    if !used {
-        return Ok(());
-    }
-    if !overwrite {
-        bail!(
-            "{} already holds a run; pass --overwrite to replace it, or --out to pick another directory",
-            dir.display()
-        );
-    }
-    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
-    Ok(())
-}
-
-/// Adds the data description, the transfer check and the total wall time to `summary.json`.
-fn write_summary_extras(
-    path: &Path,
-    plan: &DataPlan,
-    before: Option<&EvalMetrics>,
-    after: Option<&EvalMetrics>,
-    wall_seconds: f64,
-) -> Result<()> {
-    let text = std::fs::read_to_string(path)?;
-    let mut value: serde_json::Value = serde_json::from_str(&text)?;
-    if let Some(obj) = value.as_object_mut() {
-        obj.insert("data".into(), plan.description.clone().into());
-        obj.insert(
-            "transfer".into(),
-            serde_json::json!({
-                "data": plan.transfer_description,
-                "before": before,
-                "after": after,
-            }),
-        );
-        obj.insert("total_wall_seconds".into(), wall_seconds.into());
-    }
-    std::fs::write(path, serde_json::to_string_pretty(&value)?)?;
-    Ok(())
-}
-
 fn print_sample(before: &JudgedPrompt, after: &JudgedPrompt) {
-    let mark = |j: &JudgedPrompt| match j.correct {
-        Some(true) => "right",
-        Some(false) => "wrong",
-        None => "unparseable",
-    };
     println!(
         "- {} {:?} (correct: [[{:?}]])",
         before.pair_id,
@@ -390,17 +332,8 @@ fn print_sample(before: &JudgedPrompt, after: &JudgedPrompt) {
     for (who, j) in [("base", before), ("trained", after)] {
         println!(
             "    {who:>7} ({}): {}",
-            mark(j),
-            one_line(&j.completion, 160)
+            run::mark(j),
+            run::one_line(&j.completion, 160)
         );
-    }
-}
-
-fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= max {
-        flat
-    } else {
-        format!("{}…", flat.chars().take(max).collect::<String>())
     }
 }

@@ -8,10 +8,21 @@
 //! or extra file, size or hash mismatch); a refused one is reported and the next older one
 //! tried. What the directory holds (weights, optimizer, trainer state, config) is the
 //! caller's business: [`save`] takes a closure that writes it.
+//!
+//! Old checkpoints are pruned by renaming them to `*.old-<pid>` before deleting them, so a
+//! crash during the deletion leaves no half-deleted `step-*` directory either. Pruning only
+//! considers checkpoints up to the step just saved: a newer, refused (corrupt) one left by an
+//! earlier session cannot push out the checkpoint that was just written.
+//!
+//! Test hook, inert unless set: with [`PAUSE_BEFORE_MANIFEST_ENV`]`=<step>` in the environment,
+//! the save of that step stops after the checkpoint's files are written and before its
+//! manifest, prints [`PAUSE_MARKER`] to stderr and sleeps, so that `tests/crash.rs` can kill the
+//! process in the middle of a checkpoint write.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,6 +33,10 @@ use crate::error::{Result, TrainError};
 pub const MANIFEST: &str = "manifest.json";
 const FORMAT: u32 = 1;
 const PREFIX: &str = "step-";
+/// The test hook's environment variable (see the module docs): the step whose save pauses.
+pub const PAUSE_BEFORE_MANIFEST_ENV: &str = "THINKJUDGE_TEST_PAUSE_BEFORE_MANIFEST";
+/// What the test hook prints to stderr when it pauses.
+pub const PAUSE_MARKER: &str = "checkpoint write paused before its manifest";
 
 /// One file of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +100,7 @@ pub fn save(
     let built = (|| {
         std::fs::create_dir(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
         write(&tmp)?;
+        pause_before_manifest(step);
         let manifest = Manifest {
             format: FORMAT,
             step,
@@ -112,16 +128,29 @@ pub fn save(
     if let Ok(d) = File::open(checkpoints) {
         let _ = d.sync_all();
     }
-    prune(checkpoints, keep_last)?;
+    prune(checkpoints, step, keep_last)?;
     Ok(dest)
 }
 
-/// Deletes all but the newest `keep_last` checkpoints (by step).
-fn prune(checkpoints: &Path, keep_last: usize) -> Result<()> {
+/// The test hook of the module docs.
+fn pause_before_manifest(step: u64) {
+    let wanted = std::env::var(PAUSE_BEFORE_MANIFEST_ENV).ok();
+    if wanted.and_then(|v| v.trim().parse::<u64>().ok()) == Some(step) {
+        eprintln!("{PAUSE_BEFORE_MANIFEST_ENV}: {PAUSE_MARKER} (step {step})");
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Deletes all but the newest `keep_last` checkpoints of steps up to `saved` (renamed out of
+/// the `step-*` namespace first, so a crash never leaves a half-deleted one).
+fn prune(checkpoints: &Path, saved: u64, keep_last: usize) -> Result<()> {
     let mut steps = list(checkpoints)?;
+    steps.retain(|c| c.0 <= saved);
     steps.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
-    for (_, path) in steps.into_iter().skip(keep_last) {
-        std::fs::remove_dir_all(&path).map_err(|e| TrainError::io(&path, e))?;
+    for (step, path) in steps.into_iter().skip(keep_last) {
+        let old = checkpoints.join(format!("{}.old-{}", dir_name(step), std::process::id()));
+        std::fs::rename(&path, &old).map_err(|e| TrainError::io(&path, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, e))?;
     }
     Ok(())
 }
@@ -342,6 +371,23 @@ mod tests {
         assert_eq!(latest_valid(d.path())?.0.map(|f| f.0), Some(1));
         remove_stale_temporaries(d.path())?;
         assert!(!d.path().join("step-000009.tmp-1").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn a_newer_refused_checkpoint_does_not_push_out_the_saved_one() -> Result<()> {
+        let d = tempfile::tempdir().map_err(|e| TrainError::io(Path::new("tmp"), e))?;
+        save_one(d.path(), 2, 1, "two")?;
+        // A newer step directory without a manifest: refused on resume, so the run goes on
+        // from step 2 and saves step 4 with keep_last = 1.
+        std::fs::create_dir(d.path().join("step-000008"))
+            .map_err(|e| TrainError::io(d.path(), e))?;
+        assert_eq!(latest_valid(d.path())?.0.map(|f| f.0), Some(2));
+        save_one(d.path(), 4, 1, "four")?;
+        let mut steps: Vec<u64> = list(d.path())?.into_iter().map(|(s, _)| s).collect();
+        steps.sort_unstable();
+        assert_eq!(steps, vec![4, 8], "step 2 pruned, step 4 kept");
+        assert_eq!(latest_valid(d.path())?.0.map(|f| f.0), Some(4));
         Ok(())
     }
 

@@ -33,6 +33,40 @@ pub enum TrainError {
         /// The failed write.
         source: std::io::Error,
     },
+    /// The run directory's file system has less free space than the run's checkpoints need
+    /// at once (`trainer.keep_last` plus the one being written). Raised before training
+    /// starts.
+    #[error(
+        "output directory {} has {:.1} MiB free, but the run's checkpoints need about {:.1} MiB \
+         ({checkpoints} x {:.1} MiB: trainer.keep_last plus the one being written, less those \
+         already there); free some space, lower trainer.keep_last or choose another \
+         output.run_dir",
+        path.display(),
+        mib(*available),
+        mib(*needed),
+        mib(*per_checkpoint)
+    )]
+    InsufficientSpace {
+        /// The run directory.
+        path: PathBuf,
+        /// Bytes available to this user on its file system.
+        available: u64,
+        /// Bytes the checkpoints still to be written need at once.
+        needed: u64,
+        /// How many checkpoints that is.
+        checkpoints: u64,
+        /// The estimated size of one checkpoint.
+        per_checkpoint: u64,
+    },
+    /// A config file's value is out of range or inconsistent: [`TrainError::InvalidConfig`]
+    /// (or a crate's validation error) with the file it came from.
+    #[error("{}: {source}", path.display())]
+    ConfigFile {
+        /// The config file.
+        path: PathBuf,
+        /// The problem.
+        source: Box<TrainError>,
+    },
     /// Reading or writing a file.
     #[error("{}: {source}", path.display())]
     Io {
@@ -133,6 +167,10 @@ fn list_problems(problems: &[String]) -> String {
         return " (none found)".into();
     }
     problems.iter().map(|p| format!("\n  - {p}")).collect()
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 20) as f64
 }
 
 /// The trainer's result type.

@@ -39,3 +39,8 @@ pub use config::TrainConfig;
 pub use error::{Result, TrainError};
 pub use metrics::{EvalMetrics, ExampleRecord, Record, RunSummary, SkipReason, StepMetrics};
 pub use trainer::{Resume, StartOptions, Trainer, TrainerState};
+
+/// The README's Rust examples, compiled and run as doctests (`cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -301,6 +301,7 @@ impl MetricsLog {
 
     /// Keeps the records of steps ≤ `step` (what a checkpoint at `step` had seen) and moves
     /// later ones, which a resumed run redoes, to `metrics.discarded.jsonl` beside the log.
+    /// A last line cut short by a crash (no newline, not valid JSON) is moved there too.
     /// Returns how many lines were moved. A missing log is fine.
     ///
     /// # Errors
@@ -309,19 +310,36 @@ impl MetricsLog {
         if !path.exists() {
             return Ok(0);
         }
+        let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+        let torn_tail = !bytes.is_empty() && !bytes.ends_with(b"\n");
+        let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
         let (mut keep, mut drop) = (String::new(), String::new());
-        for (i, line) in read_lines(path)?.into_iter().enumerate() {
-            let value: serde_json::Value =
-                serde_json::from_str(&line).map_err(|e| TrainError::Json {
-                    path: path.to_path_buf(),
-                    message: format!("line {}: {e}", i + 1),
-                })?;
-            let later = value
-                .get("step")
-                .and_then(|s| s.as_u64())
-                .is_some_and(|s| s > step);
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            let later = match serde_json::from_slice::<serde_json::Value>(line) {
+                Ok(value) => value
+                    .get("step")
+                    .and_then(|s| s.as_u64())
+                    .is_some_and(|s| s > step),
+                Err(_) if torn_tail && i + 1 == lines.len() => {
+                    tracing::warn!(
+                        "{}: line {} was cut short (a crash while writing it)",
+                        path.display(),
+                        i + 1
+                    );
+                    true
+                }
+                Err(e) => {
+                    return Err(TrainError::Json {
+                        path: path.to_path_buf(),
+                        message: format!("line {}: {e}", i + 1),
+                    })
+                }
+            };
             let target = if later { &mut drop } else { &mut keep };
-            target.push_str(&line);
+            target.push_str(&String::from_utf8_lossy(line));
             target.push('\n');
         }
         if drop.is_empty() {
@@ -403,5 +421,24 @@ mod tests {
         assert_eq!(kept, vec![1, 2]);
         let moved = read_records(&dir.path().join("metrics.discarded.jsonl")).unwrap();
         assert_eq!(moved.len(), 2);
+
+        // A line torn by a crash (cut inside a multi-byte character, no newline) is set
+        // aside; a malformed line elsewhere is an error naming it.
+        let mut torn = serde_json::to_string(&example(3)).unwrap().into_bytes();
+        torn.truncate(torn.len() - 30);
+        torn.extend_from_slice("…".as_bytes().get(..2).unwrap());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&torn)
+            .unwrap();
+        assert_eq!(MetricsLog::truncate_after(&path, 2).unwrap(), 1);
+        assert_eq!(read_records(&path).unwrap().len(), 2);
+        std::fs::write(&path, "{\"kind\"\n{}\n").unwrap();
+        let e = MetricsLog::truncate_after(&path, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("metrics.jsonl") && e.contains("line 1"), "{e}");
     }
 }

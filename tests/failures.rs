@@ -1,5 +1,5 @@
-//! Failing clearly and early, and skipping safely: a read-only run directory, config files
-//! with unknown keys or bad values, steps whose loss turns non-finite (skipped without
+//! Failing clearly and early, and skipping safely: a read-only run directory, a file system
+//! without room for the run's checkpoints, config files with unknown keys or bad values, steps whose loss turns non-finite (skipped without
 //! touching the weights, aborted after K in a row), steps with no learning signal left.
 
 mod common;
@@ -41,6 +41,44 @@ fn a_read_only_run_directory_fails_before_training() -> Result<()> {
         e.to_string().contains(&read_only.display().to_string()),
         "{e}"
     );
+    Ok(())
+}
+
+#[test]
+fn too_little_free_space_for_the_checkpoints_fails_before_training() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cfg = common::task_config(dir.path(), 1)?;
+    // No disk holds a billion checkpoints of even the tiny model (16 MiB each with slack).
+    cfg.trainer.keep_last = 1_000_000_000;
+    let run_dir = cfg.output.run_dir.clone();
+    let e = Trainer::open(cfg.clone(), quiet()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TrainError::InsufficientSpace {
+                checkpoints: 1_000_000_001,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!("output directory {} has ", run_dir.display())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("MiB free, but the run's checkpoints need about")
+            && msg.contains("lower trainer.keep_last"),
+        "{msg}"
+    );
+    assert!(
+        !run_dir.join("metrics.jsonl").exists(),
+        "nothing was started"
+    );
+    // The default keep_last fits on the same disk.
+    cfg.trainer.keep_last = 3;
+    Trainer::open(cfg, quiet())?;
     Ok(())
 }
 

@@ -115,10 +115,16 @@ pub fn budget_chart(reports: &[LengthBenchReport]) -> LineChart {
     }
 }
 
-/// SC@N and Mean-Score@N accuracy (and consistent accuracy) over N.
+/// SC@N and Mean-Score@N accuracy (and consistent accuracy) over N; the Ns are evenly
+/// spaced categories.
 pub fn scaling_chart(report: &LengthBenchReport) -> LineChart {
     let mut series = Vec::new();
+    let mut ns: Vec<usize> = Vec::new();
     if let Some(s) = &report.scaling {
+        ns = s.rows.iter().map(|r| r.n).collect();
+        ns.sort_unstable();
+        ns.dedup();
+        let x = |n: usize| ns.iter().position(|&m| m == n).unwrap_or(0) as f64;
         for (k, method) in [Method::Sc, Method::MeanScore].into_iter().enumerate() {
             let rows: Vec<_> = s.rows.iter().filter(|r| r.method == method).collect();
             if rows.is_empty() {
@@ -126,14 +132,14 @@ pub fn scaling_chart(report: &LengthBenchReport) -> LineChart {
             }
             series.push(Series {
                 label: format!("{} accuracy", method.name()),
-                points: rows.iter().map(|r| (r.n as f64, r.accuracy)).collect(),
+                points: rows.iter().map(|r| (x(r.n), r.accuracy)).collect(),
                 color: PALETTE[1 + 2 * k],
                 axis: Axis::Left,
                 markers: true,
             });
             let consistent: Vec<(f64, f64)> = rows
                 .iter()
-                .filter_map(|r| Some((r.n as f64, r.consistent_accuracy?)))
+                .filter_map(|r| Some((x(r.n), r.consistent_accuracy?)))
                 .collect();
             if !consistent.is_empty() {
                 series.push(Series {
@@ -155,7 +161,7 @@ pub fn scaling_chart(report: &LengthBenchReport) -> LineChart {
         x_desc: "N (sampled judgments per prompt)".into(),
         y_desc: "accuracy".into(),
         y2_desc: String::new(),
-        x_categories: Vec::new(),
+        x_categories: ns.iter().map(usize::to_string).collect(),
         y_range: Some((0.0, 1.0)),
         y2_range: None,
         series,

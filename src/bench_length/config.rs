@@ -3,7 +3,7 @@
 //! ([`parse_budgets`], [`parse_counts`], [`DataSpec::parse`]).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -301,6 +301,18 @@ impl Default for LengthBenchConfig {
 }
 
 impl LengthBenchConfig {
+    /// Reads a TOML config (not yet validated).
+    ///
+    /// # Errors
+    /// [`TrainError::Io`]; [`TrainError::ConfigParse`] with toml's line, column and key.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        toml::from_str(&text).map_err(|e| TrainError::ConfigParse {
+            path: Some(path.to_path_buf()),
+            message: e.to_string().trim_end().to_string(),
+        })
+    }
+
     /// Checks every value; the error names the field.
     ///
     /// # Errors

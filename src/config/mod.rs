@@ -84,8 +84,8 @@ impl TrainConfig {
     /// Reads, parses and validates a TOML config file.
     ///
     /// # Errors
-    /// As [`TrainConfig::from_toml_str`], with the file named; [`TrainError::Io`] when it
-    /// cannot be read.
+    /// As [`TrainConfig::from_toml_str`], with the file named (validation errors come wrapped
+    /// in [`TrainError::ConfigFile`]); [`TrainError::Io`] when it cannot be read.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
         Self::parse(&text, Some(path))
@@ -96,7 +96,13 @@ impl TrainConfig {
             path: path.map(Path::to_path_buf),
             message: e.to_string().trim_end().to_string(),
         })?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| match path {
+            Some(path) => TrainError::ConfigFile {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            },
+            None => e,
+        })?;
         Ok(cfg)
     }
 

@@ -136,11 +136,12 @@ impl Trainer {
     }
 
     /// Sets up a run: validates the config, checks the run directory is writable, loads
-    /// the model and data, and restores the newest valid checkpoint when resuming (newer
+    /// the model, checks there is room for its checkpoints, loads the data, and restores the newest valid checkpoint when resuming (newer
     /// corrupt ones are refused with a warning naming the problem).
     ///
     /// # Errors
-    /// [`TrainError::OutputNotWritable`] before anything is loaded; config, model, data and
+    /// [`TrainError::OutputNotWritable`] before anything is loaded;
+    /// [`TrainError::InsufficientSpace`] once the model is built; config, model, data and
     /// checkpoint errors.
     pub fn open(config: TrainConfig, options: StartOptions) -> Result<Self> {
         // 1. Config and run directory, before any heavy loading.
@@ -158,6 +159,12 @@ impl Trainer {
         };
         let (model, reference) = build_model(&config, &loaded, &device)?;
         let tokenizer = loaded.tokenizer;
+        run_dir::check_free_space(
+            &paths,
+            run_dir::checkpoint_bytes(&model),
+            config.trainer.keep_last,
+            checkpoint::list(&paths.checkpoints)?.len(),
+        )?;
 
         // 3. Data, reward, optimizer.
         let data = dataset::build(&config, &tokenizer)?;

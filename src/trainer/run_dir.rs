@@ -1,7 +1,10 @@
-//! The run directory: its files, the write probe run before anything is loaded, choosing
-//! the checkpoint to resume from, and small atomic writes.
+//! The run directory: its files, the write probe run before anything is loaded, the free
+//! space check run once the model is built, choosing the checkpoint to resume from, and small
+//! atomic writes.
 
 use std::path::{Path, PathBuf};
+
+use thinkjudge_model::Llama;
 
 use super::Resume;
 use crate::checkpoint::{self, StepDir};
@@ -47,6 +50,53 @@ pub(super) fn probe_writable(run_dir: &Path) -> Result<()> {
         TrainError::Io { source, .. } => fail(source),
         other => other,
     })
+}
+
+/// Room for the tokenizer, configs, trainer state and metrics of a checkpoint, beyond its
+/// tensors.
+const CHECKPOINT_SLACK_BYTES: u64 = 16 << 20;
+
+/// The estimated size of one checkpoint of `model`: the f32 weights (full fine-tuning: the
+/// whole model; LoRA: the adapters), the optimizer's two f32 moments per trainable value, and
+/// [`CHECKPOINT_SLACK_BYTES`].
+pub(super) fn checkpoint_bytes(model: &Llama) -> u64 {
+    let trainable: u64 = model
+        .trainable_vars()
+        .iter()
+        .map(|(_, v)| v.elem_count() as u64)
+        .sum();
+    let saved = match model.lora_config() {
+        Some(_) => trainable,
+        None => model.config().num_params() as u64,
+    };
+    4 * saved + 8 * trainable + CHECKPOINT_SLACK_BYTES
+}
+
+/// Refuses to start when the run directory's file system has less free space than the
+/// checkpoints still to be written need at once: `keep_last` plus the one being written
+/// (the newest is complete before the oldest is pruned), less the `existing` ones.
+pub(super) fn check_free_space(
+    paths: &RunPaths,
+    per_checkpoint: u64,
+    keep_last: usize,
+    existing: usize,
+) -> Result<()> {
+    let available =
+        fs2::available_space(&paths.run_dir).map_err(|e| TrainError::io(&paths.run_dir, e))?;
+    let checkpoints = (keep_last as u64 + 1)
+        .saturating_sub(existing as u64)
+        .max(1);
+    let needed = checkpoints.saturating_mul(per_checkpoint);
+    if available < needed {
+        return Err(TrainError::InsufficientSpace {
+            path: paths.run_dir.clone(),
+            available,
+            needed,
+            checkpoints,
+            per_checkpoint,
+        });
+    }
+    Ok(())
 }
 
 /// The checkpoint to resume from, per `resume`.

@@ -112,15 +112,18 @@ impl Trainer {
         ));
         tracing::debug!(?metrics, "step");
 
-        // 7. Periodic evaluation and checkpoint.
+        // 7. Periodic evaluation and checkpoint; after the last step both, evaluation first,
+        //    so that no record of a step is written after its checkpoint (a run killed after
+        //    its final checkpoint then resumes without redoing or repeating anything).
         let (eval_every, checkpoint_every) = (
             self.config.trainer.eval_every,
             self.config.trainer.checkpoint_every,
         );
-        if eval_every > 0 && step.is_multiple_of(eval_every) {
+        let last = step == self.config.trainer.steps;
+        if last || (eval_every > 0 && step.is_multiple_of(eval_every)) {
             self.evaluate()?;
         }
-        if checkpoint_every > 0 && step.is_multiple_of(checkpoint_every) {
+        if last || (checkpoint_every > 0 && step.is_multiple_of(checkpoint_every)) {
             self.save_checkpoint()?;
         }
         self.state.totals.wall_seconds += started.elapsed().as_secs_f64();

@@ -169,6 +169,32 @@ impl PointwiseItem {
     pub fn question_text(&self) -> String {
         render_conversation(&self.question)
     }
+
+    /// The two responses of a verifiable pair as labelled single responses, preferred one
+    /// first: [`PointLabel::Good`] with id `<pair id>:good`, then [`PointLabel::Bad`] with id
+    /// `<pair id>:bad` (Libra's "verifiable judging": a pair whose better response is known
+    /// by construction becomes two correctness-labelled items). `None` for a tie, which
+    /// labels neither response.
+    pub fn from_pair(pair: &PairwiseItem) -> Option<[PointwiseItem; 2]> {
+        let (good, bad) = match pair.preference {
+            Preference::First => (0, 1),
+            Preference::Second => (1, 0),
+            Preference::Tie => return None,
+        };
+        let item = |response: usize, label: PointLabel, suffix: &str| PointwiseItem {
+            id: format!("{}:{suffix}", pair.id),
+            question: pair.prompt.clone(),
+            response: pair.responses[response].clone(),
+            label,
+            reference: pair.reference.clone(),
+            subset: pair.subset.clone(),
+            source: pair.source.clone(),
+        };
+        Some([
+            item(good, PointLabel::Good, "good"),
+            item(bad, PointLabel::Bad, "bad"),
+        ])
+    }
 }
 
 /// Checks a prompt conversation: non-empty, ends with a non-blank user turn. Returns the problem.
@@ -187,6 +213,30 @@ pub(crate) fn check_prompt(messages: &[Message]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pair_becomes_two_labelled_items() {
+        let mut pair = PairwiseItem {
+            id: "p7".into(),
+            prompt: vec![Message::user("2 + 2?")],
+            responses: ["5".into(), "4".into()],
+            preference: Preference::Second,
+            source: Some("procedural".into()),
+            subset: Some("slip".into()),
+            reference: None,
+        };
+        let [good, bad] = PointwiseItem::from_pair(&pair).expect("not a tie");
+        assert_eq!((good.id.as_str(), good.response.as_str()), ("p7:good", "4"));
+        assert_eq!((bad.id.as_str(), bad.response.as_str()), ("p7:bad", "5"));
+        assert_eq!((good.label, bad.label), (PointLabel::Good, PointLabel::Bad));
+        assert_eq!(good.question, pair.prompt);
+        assert_eq!(bad.subset.as_deref(), Some("slip"));
+        pair.preference = Preference::First;
+        let [good, _] = PointwiseItem::from_pair(&pair).expect("not a tie");
+        assert_eq!(good.response, "5");
+        pair.preference = Preference::Tie;
+        assert!(PointwiseItem::from_pair(&pair).is_none());
+    }
 
     #[test]
     fn system_only_prompt_gets_labels() {

@@ -92,8 +92,14 @@ fn pairwise_record(o: &Obj, loc: Location, stem: &str) -> FieldResult<PairwiseIt
     let prompt = prompt_field(o, "prompt")?;
     let (responses, preference) = if o.contains_key("responses") {
         (responses_list(o)?, preference(o)?)
-    } else {
+    } else if o.contains_key("chosen") || o.contains_key("rejected") {
         (two_responses(o, "chosen", "rejected")?, Preference::First)
+    } else {
+        return Err(FieldError::new(
+            "responses",
+            "missing (a pairwise record has `responses` and `preference`, or `chosen` and \
+             `rejected`)",
+        ));
     };
     Ok(PairwiseItem {
         id: default_id(o, loc, stem)?,

@@ -1,0 +1,105 @@
+//! Shared by the training examples (`train_pairwise.rs`, `train_pointwise.rs`; included with
+//! `#[path]`): logging, the run directory, the compute-dtype flag, `summary.json` extras and
+//! one-line printing of judgments.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use thinkjudge::config::{ComputeDtype, DeviceSpec};
+use thinkjudge::eval::JudgedPrompt;
+use thinkjudge_model::ModelSource;
+
+/// Logs to stderr at `RUST_LOG` (default `info`), coloured on a terminal.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// One line naming the model.
+pub fn describe_model(source: &ModelSource) -> String {
+    match source {
+        ModelSource::Default => {
+            "SmolLM2-135M-Instruct (PyPI-packaged GGUF, fetched once into the thinkjudge cache)"
+                .into()
+        }
+        ModelSource::Dir(d) => format!("{} (HF directory)", d.display()),
+        other => other.to_string(),
+    }
+}
+
+/// The compute dtype: the `--compute-dtype` flag when given; else bf16 on a CUDA device when
+/// the config is the example's built-in one (CPU-sized f32), else the config's own.
+pub fn compute_dtype(
+    flag: Option<&str>,
+    configured: ComputeDtype,
+    device: DeviceSpec,
+    builtin_config: bool,
+) -> Result<ComputeDtype> {
+    Ok(match flag {
+        Some("f32") => ComputeDtype::F32,
+        Some("bf16") => ComputeDtype::Bf16,
+        Some("f16") => ComputeDtype::F16,
+        Some(other) => bail!("--compute-dtype {other}: expected f32, bf16 or f16"),
+        // bf16 is the GPU's fast path (tensor cores).
+        None if builtin_config && device != DeviceSpec::Cpu => ComputeDtype::Bf16,
+        None => configured,
+    })
+}
+
+/// Refuses to mix two runs in one directory unless `overwrite`, which removes the old one.
+pub fn prepare_run_dir(dir: &Path, overwrite: bool) -> Result<()> {
+    let used = dir.join("checkpoints").exists() || dir.join("metrics.jsonl").exists();
+    if !used {
+        return Ok(());
+    }
+    if !overwrite {
+        bail!(
+            "{} already holds a run; pass --overwrite to replace it, or --out to pick another directory",
+            dir.display()
+        );
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(())
+}
+
+/// Adds `entries` to the JSON object in `summary.json` (the trainer writes it).
+pub fn extend_summary(
+    path: &Path,
+    entries: serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.extend(entries);
+    }
+    std::fs::write(path, serde_json::to_string_pretty(&value)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `right`, `wrong` or `unparseable`.
+pub fn mark(j: &JudgedPrompt) -> &'static str {
+    match j.correct {
+        Some(true) => "right",
+        Some(false) => "wrong",
+        None => "unparseable",
+    }
+}
+
+/// `text` on one line (whitespace runs collapsed), cut to `max` characters.
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    }
+}
