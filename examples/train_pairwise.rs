@@ -42,7 +42,7 @@ mod run;
 )]
 struct Args {
     /// Training steps.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 28)]
     steps: u64,
     /// Model: `default` (SmolLM2-135M-Instruct), an HF directory, a .gguf file, or hf:org/name.
     #[arg(long, default_value = "default")]
@@ -142,7 +142,7 @@ fn data_plan(dir: &Path) -> DataPlan {
 
 /// The built-in CPU recipe (see README.md, "Results"): LoRA on the top 8 of SmolLM2's 30
 /// layers (the 22 below run without an autograd graph), 2 pairs × 2 orders × G = 8 samples per
-/// step, an 8-token thought closed by budget forcing straight into `<answer>[[`, so every
+/// step, a 16-token thought closed by budget forcing straight into `<answer>[[`, so every
 /// sample ends in a verdict.
 fn builtin_config(plan: &DataPlan) -> TrainConfig {
     let mut cfg = TrainConfig::cpu_default();
@@ -155,10 +155,10 @@ fn builtin_config(plan: &DataPlan) -> TrainConfig {
     cfg.model.lora.layers = Some((22..30).collect());
     cfg.rollout.group_size = 8;
     let thinking = &mut cfg.rollout.sampling.thinking;
-    thinking.max_thought_tokens = Some(8);
-    thinking.min_thought_tokens = 8;
+    thinking.max_thought_tokens = Some(16);
+    thinking.min_thought_tokens = 16;
     thinking.forced_close = "\n</think>\n<answer>[[".into();
-    cfg.rollout.sampling.max_new_tokens = 24;
+    cfg.rollout.sampling.max_new_tokens = 32;
     cfg.loss.kl_coef = 0.0;
     cfg.optim.schedule = LrSchedule::WarmupConstant {
         lr: 5e-4,
@@ -166,7 +166,7 @@ fn builtin_config(plan: &DataPlan) -> TrainConfig {
     };
     cfg.trainer.pairs_per_step = 2;
     cfg.trainer.micro_batch_prompts = 8;
-    cfg.trainer.eval_every = 20;
+    cfg.trainer.eval_every = 14;
     cfg.trainer.checkpoint_every = 0;
     cfg.trainer.log_examples_every = 5;
     cfg

@@ -112,7 +112,7 @@ for gz in "$BIN_DIR"/*.gz; do
 done
 BINS=()
 for f in "$BIN_DIR"/*; do
-  [ -f "$f" ] && [ -x "$f" ] || continue
+  if [ ! -f "$f" ] || [ ! -x "$f" ]; then continue; fi
   case $f in *.gz | *.sh | *.tmp) continue ;; esac
   head -c 4 "$f" 2>/dev/null | grep -q 'ELF' || continue
   BINS+=("$f")
