@@ -26,10 +26,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use thinkjudge::config::{DataSource, DeviceSpec, EvalData};
+use thinkjudge::config::{DataSource, EvalData};
 use thinkjudge::eval::{evaluate, judge_prompts, JudgedPrompt};
 use thinkjudge::judging::label_threshold;
-use thinkjudge::models::resolve_model;
 use thinkjudge::{dataset, plot, EvalMetrics, StartOptions, TrainConfig, Trainer};
 use thinkjudge_data::{Gsm8kConfig, ProceduralConfig};
 use thinkjudge_model::load;
@@ -46,25 +45,9 @@ struct Args {
     /// Training steps.
     #[arg(long, default_value_t = 28)]
     steps: u64,
-    /// Model: `default` (SmolLM2-135M-Instruct), an HF directory, a .gguf file, or hf:org/name.
-    #[arg(long, default_value = "default")]
-    model: String,
-    /// Device: cpu or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// dtype of matmuls and activations: f32, bf16 or f16 [default: the config's; f32 on the
-    /// CPU, bf16 on a CUDA device]. Master weights and optimizer state stay f32.
-    #[arg(long)]
-    compute_dtype: Option<String>,
     /// Run directory.
     #[arg(long, default_value = "runs/train_pairwise")]
     out: PathBuf,
-    /// Replace an earlier run in --out.
-    #[arg(long)]
-    overwrite: bool,
-    /// Seed of data order, sampling and LoRA initialisation.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Data folder whose gsm8k/test.jsonl makes the transfer set (`--transfer-pairs`);
     /// 3-step procedural problems when it has none [default: ../shared/data].
     #[arg(long)]
@@ -75,12 +58,8 @@ struct Args {
     /// Pairs of the transfer check (a second held-out set made differently); 0 skips it.
     #[arg(long, default_value_t = 0)]
     transfer_pairs: usize,
-    /// A TOML run config replacing the built-in one (the flags above still apply).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Print the resolved run config (TOML) and exit: a starting point for --config.
-    #[arg(long)]
-    print_config: bool,
+    #[command(flatten)]
+    run: run::RunArgs,
 }
 
 /// Where the pairs come from.
@@ -183,28 +162,15 @@ fn main() -> Result<()> {
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
     let plan = data_plan(&data_dir);
-    let mut cfg = match &args.config {
-        Some(path) => TrainConfig::from_file(path)?,
-        None => builtin_config(&plan),
-    };
-    cfg.model.source = resolve_model(&args.model)?;
-    cfg.model.device = args.device.parse::<DeviceSpec>()?;
-    cfg.model.compute_dtype = run::compute_dtype(
-        args.compute_dtype.as_deref(),
-        cfg.model.compute_dtype,
-        cfg.model.device,
-        args.config.is_none(),
-    )?;
-    cfg.output.run_dir = args.out.clone();
-    cfg.trainer.seed = args.seed;
-    cfg.trainer.steps = args.steps;
-    cfg.trainer.eval_pairs = Some(args.eval_pairs);
-    cfg.validate()?;
-    if args.print_config {
-        print!("{}", cfg.to_toml_string()?);
+    let Some(cfg) = args.run.resolve(
+        || builtin_config(&plan),
+        &args.out,
+        args.steps,
+        args.eval_pairs,
+    )?
+    else {
         return Ok(());
-    }
-    run::prepare_run_dir(&args.out, args.overwrite)?;
+    };
 
     println!("model:    {}", run::describe_model(&cfg.model.source));
     println!("data:     {}", plan.description);

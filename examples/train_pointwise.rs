@@ -33,10 +33,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::json;
-use thinkjudge::config::{DataSource, DeviceSpec, EvalData};
+use thinkjudge::config::{DataSource, EvalData};
 use thinkjudge::eval::{judge_prompts, JudgedPrompt};
 use thinkjudge::judging::label_threshold;
-use thinkjudge::models::resolve_model;
 use thinkjudge::{plot, EvalMetrics, StartOptions, TrainConfig, Trainer};
 use thinkjudge_data::{
     format_score, split_pairs, DataFormat, JudgePrompt, Judgment, PointLabel, PointTarget,
@@ -54,38 +53,17 @@ struct Args {
     /// Training steps.
     #[arg(long, default_value_t = 60)]
     steps: u64,
-    /// Model: `default` (SmolLM2-135M-Instruct), an HF directory, a .gguf file, or hf:org/name.
-    #[arg(long, default_value = "default")]
-    model: String,
-    /// Device: cpu or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// dtype of matmuls and activations: f32, bf16 or f16 [default: the config's; f32 on the
-    /// CPU, bf16 on a CUDA device]. Master weights and optimizer state stay f32.
-    #[arg(long)]
-    compute_dtype: Option<String>,
     /// Run directory.
     #[arg(long, default_value = "runs/train_pointwise")]
     out: PathBuf,
-    /// Replace an earlier run in --out.
-    #[arg(long)]
-    overwrite: bool,
-    /// Seed of data order, sampling and LoRA initialisation.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Problems generated (each gives one good and one bad item); 10% are held out.
     #[arg(long, default_value_t = 3000)]
     problems: usize,
     /// Held-out items evaluated (half good, half bad).
     #[arg(long, default_value_t = 64)]
     eval_pairs: usize,
-    /// A TOML run config replacing the built-in one and its data (the flags above still
-    /// apply, except --problems).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Print the resolved run config (TOML) and exit: a starting point for --config.
-    #[arg(long)]
-    print_config: bool,
+    #[command(flatten)]
+    run: run::RunArgs,
 }
 
 /// The labelled items of a run, as files in its run directory.
@@ -186,29 +164,16 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let started = Instant::now();
     let files = DataFiles::under(&args.out);
-    let mut cfg = match &args.config {
-        Some(path) => TrainConfig::from_file(path)?,
-        None => builtin_config(&files),
-    };
-    cfg.model.source = resolve_model(&args.model)?;
-    cfg.model.device = args.device.parse::<DeviceSpec>()?;
-    cfg.model.compute_dtype = run::compute_dtype(
-        args.compute_dtype.as_deref(),
-        cfg.model.compute_dtype,
-        cfg.model.device,
-        args.config.is_none(),
-    )?;
-    cfg.output.run_dir = args.out.clone();
-    cfg.trainer.seed = args.seed;
-    cfg.trainer.steps = args.steps;
-    cfg.trainer.eval_pairs = Some(args.eval_pairs);
-    cfg.validate()?;
-    if args.print_config {
-        print!("{}", cfg.to_toml_string()?);
+    let Some(cfg) = args.run.resolve(
+        || builtin_config(&files),
+        &args.out,
+        args.steps,
+        args.eval_pairs,
+    )?
+    else {
         return Ok(());
-    }
-    run::prepare_run_dir(&args.out, args.overwrite)?;
-    let data = if args.config.is_none() {
+    };
+    let data = if args.run.config.is_none() {
         let (train, eval) = write_items(&files, args.problems)?;
         format!(
             "procedural word problems (1-2 steps, operands 2-12): {train} training and {eval} \

@@ -3,11 +3,13 @@
 //! one-line printing of judgments.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use thinkjudge::config::{ComputeDtype, DeviceSpec};
 use thinkjudge::eval::JudgedPrompt;
+use thinkjudge::models::resolve_model;
+use thinkjudge::TrainConfig;
 use thinkjudge_model::ModelSource;
 
 /// Logs to stderr at `RUST_LOG` (default `info`), coloured on a terminal.
@@ -19,6 +21,72 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// The flags both training examples share (each adds `--steps`, `--out`, `--eval-pairs` with
+/// its own defaults, and its data flags).
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Model: `default` (SmolLM2-135M-Instruct), an HF directory, a .gguf file, or hf:org/name.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Device: cpu or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// dtype of matmuls and activations: f32, bf16 or f16 [default: the config's; f32 on the
+    /// CPU, bf16 on a CUDA device]. Master weights and optimizer state stay f32.
+    #[arg(long)]
+    pub compute_dtype: Option<String>,
+    /// Replace an earlier run in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Seed of data order, sampling and LoRA initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A TOML run config replacing the built-in one and its data (the other flags still
+    /// apply, except the examples' data flags).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the resolved run config (TOML) and exit: a starting point for --config.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+impl RunArgs {
+    /// The run config: `--config` or `builtin()`, with the flags applied and validated. With
+    /// `--print-config` it is printed and `None` returned; otherwise the run directory `out`
+    /// is prepared (see [`prepare_run_dir`]).
+    pub fn resolve(
+        &self,
+        builtin: impl FnOnce() -> TrainConfig,
+        out: &Path,
+        steps: u64,
+        eval_pairs: usize,
+    ) -> Result<Option<TrainConfig>> {
+        let mut cfg = match &self.config {
+            Some(path) => TrainConfig::from_file(path)?,
+            None => builtin(),
+        };
+        cfg.model.source = resolve_model(&self.model)?;
+        cfg.model.device = self.device.parse::<DeviceSpec>()?;
+        cfg.model.compute_dtype = compute_dtype(
+            self.compute_dtype.as_deref(),
+            cfg.model.compute_dtype,
+            cfg.model.device,
+            self.config.is_none(),
+        )?;
+        cfg.output.run_dir = out.to_path_buf();
+        cfg.trainer.seed = self.seed;
+        cfg.trainer.steps = steps;
+        cfg.trainer.eval_pairs = Some(eval_pairs);
+        cfg.validate()?;
+        if self.print_config {
+            print!("{}", cfg.to_toml_string()?);
+            return Ok(None);
+        }
+        prepare_run_dir(out, self.overwrite)?;
+        Ok(Some(cfg))
+    }
 }
 
 /// One line naming the model.
