@@ -1,0 +1,243 @@
+//! Can this model learn this task's verdict at all? A supervised probe to run before RL.
+//!
+//! ```bash
+//! cargo run --release --example train_pairwise -- --print-config > run.toml   # edit it
+//! cargo run --release --example verdict_probe -- --config run.toml --pairs 400
+//! ```
+//!
+//! Builds the run's data like the trainer (same template, split and tokenization), then
+//! fine-tunes the run's trainable weights (LoRA or full) with plain cross-entropy on the gold
+//! verdict letter — no sampling, no thought: each prompt is followed by the config's
+//! `forced_close`, which must end right before the letter (e.g. `"\n</think>\n<answer>[["`).
+//! Every `--eval-every` updates it reports, over the held-out pairs in both orders: accuracy
+//! and position-consistent accuracy of the letter with the larger probability, and the mean
+//! margin `log p(gold letter) − log p(other letter)` (> 0 is right; it moves before the
+//! accuracies do).
+//!
+//! Supervised labels are the strongest signal a task's data can give; GRPO on the same pairs
+//! sees less (sampled verdicts, saturating log-prob gradients). If the margin does not move
+//! here within a budget of pairs, RL on that budget will not teach the verdict either. Lines
+//! go to stdout and `<out>/probe.jsonl`; the resolved config to `<out>/config.toml`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use clap::Parser;
+use thinkjudge::dataset::EncodedPrompt;
+use thinkjudge::{StartOptions, TrainConfig, Trainer};
+use thinkjudge_data::Side;
+use thinkjudge_model::{load, Llama, Mode};
+use thinkjudge_rl::AdamW;
+
+#[path = "common/run.rs"]
+mod run;
+
+#[derive(Debug, Parser)]
+#[command(about = "Supervised verdict probe: can the model learn this task's verdict at all?")]
+struct Args {
+    /// Training pairs (each in both orders).
+    #[arg(long, default_value_t = 400)]
+    pairs: usize,
+    /// Prompts per optimizer update (even keeps both orders of a pair together).
+    #[arg(long, default_value_t = 16)]
+    batch_prompts: usize,
+    /// Updates between evaluations.
+    #[arg(long, default_value_t = 10)]
+    eval_every: usize,
+    /// Held-out pairs evaluated (each in both orders).
+    #[arg(long, default_value_t = 32)]
+    eval_pairs: usize,
+    /// Run directory.
+    #[arg(long, default_value = "runs/verdict_probe")]
+    out: PathBuf,
+    #[command(flatten)]
+    run: run::RunArgs,
+}
+
+/// The probe's view of the model: the hidden state at the verdict position.
+struct Probe<'a> {
+    model: &'a Llama,
+    suffix: Vec<u32>,
+    letters: [u32; 2],
+    device: Device,
+}
+
+impl Probe<'_> {
+    /// Hidden states after `prompt ‖ forced_close`, left-padded, at the last position.
+    ///
+    /// # Shapes
+    /// `prompts.len()` = B → (B, 1, H).
+    fn verdict_hidden(&self, prompts: &[&EncodedPrompt], mode: Mode) -> Result<Tensor> {
+        let seqs: Vec<Vec<u32>> = prompts
+            .iter()
+            .map(|p| [&p.ids[..], &self.suffix[..]].concat())
+            .collect();
+        let t = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for s in &seqs {
+            let pad = t - s.len();
+            ids.extend(std::iter::repeat_n(0u32, pad).chain(s.iter().copied()));
+            mask.extend(std::iter::repeat_n(0f32, pad).chain(std::iter::repeat_n(1f32, s.len())));
+        }
+        let b = seqs.len();
+        let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
+        let mask = Tensor::from_vec(mask, (b, t), &self.device)?;
+        let hidden = self
+            .model
+            .forward(&ids, &mask, &mut self.model.new_cache(), mode)?;
+        Ok(hidden.narrow(1, t - 1, 1)?)
+    }
+
+    /// `log p(letter)` for each prompt, (B,) in f32.
+    fn letter_logprobs(&self, hidden: &Tensor, letter: &[u32], mode: Mode) -> Result<Tensor> {
+        let targets = Tensor::from_vec(letter.to_vec(), (letter.len(), 1), &self.device)?;
+        let stats = self.model.token_logprobs(hidden, &targets, mode)?;
+        Ok(stats.logprobs.to_dtype(DType::F32)?.flatten_all()?)
+    }
+
+    fn gold(&self, p: &EncodedPrompt) -> Result<(u32, u32)> {
+        let [a, b] = self.letters;
+        match p.prompt.gold_side {
+            Some(Side::A) => Ok((a, b)),
+            Some(Side::B) => Ok((b, a)),
+            _ => bail!(
+                "prompt of {} has no gold side (pairwise data only)",
+                p.prompt.pair_id
+            ),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Line {
+    update: usize,
+    pairs_seen: usize,
+    accuracy: f64,
+    consistent_accuracy: f64,
+    mean_margin: f64,
+    seconds: f64,
+}
+
+fn evaluate(probe: &Probe, trainer: &Trainer) -> Result<(f64, f64, f64)> {
+    let (mut right, mut consistent, mut margin, mut n) = (0usize, 0usize, 0f64, 0usize);
+    let units = &trainer.data().eval;
+    for unit in units {
+        let prompts: Vec<&EncodedPrompt> = unit.prompts.iter().collect();
+        let hidden = probe.verdict_hidden(&prompts, Mode::Infer)?;
+        let golds: Vec<(u32, u32)> = prompts
+            .iter()
+            .map(|p| probe.gold(p))
+            .collect::<Result<_>>()?;
+        let good: Vec<u32> = golds.iter().map(|g| g.0).collect();
+        let bad: Vec<u32> = golds.iter().map(|g| g.1).collect();
+        let m: Vec<f32> = (probe.letter_logprobs(&hidden, &good, Mode::Infer)?
+            - probe.letter_logprobs(&hidden, &bad, Mode::Infer)?)?
+        .to_vec1()?;
+        right += m.iter().filter(|&&x| x > 0.0).count();
+        consistent += usize::from(m.iter().all(|&x| x > 0.0));
+        margin += m.iter().map(|&x| f64::from(x)).sum::<f64>();
+        n += m.len();
+    }
+    let n = n.max(1) as f64;
+    Ok((
+        right as f64 / n,
+        consistent as f64 / units.len().max(1) as f64,
+        margin / n,
+    ))
+}
+
+fn main() -> Result<()> {
+    run::init_tracing();
+    let args = Args::parse();
+    let Some(cfg) = args
+        .run
+        .resolve(TrainConfig::cpu_default, &args.out, 1, args.eval_pairs)?
+    else {
+        return Ok(());
+    };
+    if args.batch_prompts == 0 || args.eval_every == 0 {
+        bail!("--batch-prompts and --eval-every must be at least 1");
+    }
+    let forced = &cfg.rollout.sampling.thinking.forced_close;
+    if !forced.ends_with("[[") {
+        bail!(
+            "rollout.sampling.thinking.forced_close = {forced:?} must end right before the \
+             verdict letter, e.g. \"\\n</think>\\n<answer>[[\""
+        );
+    }
+    let device = cfg.model.device.resolve()?;
+    let loaded = load(&cfg.model.source, &device).context("loading the model")?;
+    let trainer = Trainer::open(
+        cfg.clone(),
+        StartOptions {
+            model: Some(loaded),
+            ..StartOptions::default()
+        },
+    )?;
+    let tokenizer = trainer.tokenizer();
+    let letter = |s: &str| -> Result<u32> {
+        match tokenizer.encode(s)?[..] {
+            [id] => Ok(id),
+            ref ids => bail!("the verdict letter {s:?} is {} tokens, not one", ids.len()),
+        }
+    };
+    let probe = Probe {
+        model: trainer.model(),
+        suffix: tokenizer.encode(forced)?,
+        letters: [letter("A")?, letter("B")?],
+        device: device.clone(),
+    };
+    let mut optimizer = AdamW::new(probe.model.trainable_vars(), cfg.optim.clone())?;
+    let prompts: Vec<&EncodedPrompt> = trainer
+        .data()
+        .train
+        .iter()
+        .take(args.pairs)
+        .flat_map(|u| u.prompts.iter())
+        .collect();
+    let log_path = args.out.join("probe.jsonl");
+    let mut log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let started = Instant::now();
+    let mut report = |update: usize, pairs_seen: usize| -> Result<()> {
+        let (accuracy, consistent_accuracy, mean_margin) = evaluate(&probe, &trainer)?;
+        let line = serde_json::to_string(&Line {
+            update,
+            pairs_seen,
+            accuracy,
+            consistent_accuracy,
+            mean_margin,
+            seconds: started.elapsed().as_secs_f64(),
+        })?;
+        println!("{line}");
+        writeln!(log, "{line}")?;
+        Ok(())
+    };
+    report(0, 0)?;
+    let batches: Vec<_> = prompts.chunks(args.batch_prompts).collect();
+    let mut seen = 0;
+    for (i, batch) in batches.iter().enumerate() {
+        let gold: Vec<u32> = batch
+            .iter()
+            .map(|p| probe.gold(p).map(|g| g.0))
+            .collect::<Result<_>>()?;
+        let hidden = probe.verdict_hidden(batch, Mode::Train)?;
+        let loss = probe
+            .letter_logprobs(&hidden, &gold, Mode::Train)?
+            .mean_all()?
+            .neg()?;
+        let mut grads = optimizer.accumulator();
+        grads.add(&loss.backward()?)?;
+        if !optimizer.step(&grads)?.applied {
+            bail!("update {}: non-finite gradient", i + 1);
+        }
+        seen += batch.len();
+        if (i + 1) % args.eval_every == 0 || i + 1 == batches.len() {
+            report(i + 1, seen / 2)?;
+        }
+    }
+    Ok(())
+}
