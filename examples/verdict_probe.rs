@@ -18,6 +18,11 @@
 //! sees less (sampled verdicts, saturating log-prob gradients). If the margin does not move
 //! here within a budget of pairs, RL on that budget will not teach the verdict either. Lines
 //! go to stdout and `<out>/probe.jsonl`; the resolved config to `<out>/config.toml`.
+//!
+//! The README's probe table came from these runs (in the repository root; the no-reference
+//! one took 806 s on 2 cores):
+//! `--config docs/results/verdict_probe/reference/config.toml --pairs 480 --eval-pairs 32`,
+//! and the same with `no_reference/`.
 
 use std::io::Write;
 use std::path::PathBuf;
