@@ -139,7 +139,7 @@ impl Linear {
                     self.weight_t.get_or_init(|| wt).clone()
                 }
             };
-            x.matmul(&wt)?
+            ops::split_matmul(x, &wt)?
         } else {
             x.matmul(&w.t()?)?
         };

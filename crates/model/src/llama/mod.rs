@@ -501,8 +501,9 @@ impl Llama {
             && !hidden.track_op()
         {
             // (V, H)·(H, n) with a row-major W: gemm packs the n-column right-hand side
-            // (small) instead of the whole transposed head.
-            w.matmul(&x.t()?)?.t()?.contiguous()?
+            // (small) instead of the whole transposed head; at n = 1 the rows of W are split
+            // across threads (gemm's gemv runs on one).
+            crate::ops::split_matmul(&w, &x.t()?)?.t()?.contiguous()?
         } else {
             x.matmul(&w.t()?)?
         };

@@ -57,6 +57,43 @@ pub fn frozen_linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     attach1(x, y, "frozen-linear", move |_, g| Ok(Some(g.matmul(&w)?)))
 }
 
+/// Multiply-adds below which [`split_matmul`] does not split (the thread hand-off costs more).
+const SPLIT_MIN_WORK: usize = 1 << 17;
+
+/// `a · b` with the output split along its longer side across the rayon pool, for products
+/// with a single row or column: gemm sends those to its gemv kernel, which runs on one thread
+/// whatever parallelism it is given, so a batch-1 decode step would leave the other cores idle.
+/// Each part is an ordinary gemv on a slice of the larger operand; results equal `a.matmul(b)`
+/// (the same per-element sums). Inference only: no graph is recorded.
+///
+/// # Shapes
+/// `a` (M, K), `b` (K, N) with M = 1 or N = 1 → (M, N). Other shapes fall back to `matmul`.
+pub fn split_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let (m, k) = a.dims2()?;
+    let (_, n) = b.dims2()?;
+    let threads = candle_core::utils::get_num_threads();
+    let (dim, len) = if m == 1 { (1, n) } else { (0, m) };
+    if threads < 2 || (m != 1 && n != 1) || len * k < SPLIT_MIN_WORK || !a.device().is_cpu() {
+        return a.matmul(b);
+    }
+    let chunk = len.div_ceil(threads);
+    let parts = (0..len)
+        .step_by(chunk)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|start| {
+            let size = chunk.min(len - start);
+            if dim == 1 {
+                a.matmul(&b.narrow(1, start, size)?)
+            } else {
+                a.narrow(0, start, size)?.matmul(b)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&parts, dim)
+}
+
 /// A frozen projection plus its LoRA update, `x·wᵀ + s·(x·aᵀ)·bᵀ`, as one graph node whose
 /// backward computes `dx`, `da`, `db` (whichever carry a graph) and never `dw`. One node
 /// instead of five saves their gradient buffers (candle allocates a zeroed gradient per node).

@@ -207,3 +207,26 @@ fn dropout_is_seeded_and_scaled() {
     assert!(v.iter().all(|&e| e == 0.0 || (e - 4.0 / 3.0).abs() < 1e-6));
     assert!(dropout(&x, 1.0, 0).is_err());
 }
+
+#[test]
+fn split_matmul_matches_matmul() {
+    // Row and column products long enough to split (and one too short), lengths that do not
+    // divide evenly among threads, and a row-major right-hand side like the cached `Wᵀ`.
+    for (m, k, n) in [
+        (1, 64, 5003),
+        (4099, 64, 1),
+        (1, 8, 7),
+        (3, 16, 4097),
+        (1, 576, 577),
+    ] {
+        let a = rand_var(&[m, k], 1, DType::F32).as_tensor().clone();
+        let b = rand_var(&[k, n], 2, DType::F32).as_tensor().clone();
+        let got = split_matmul(&a, &b).unwrap();
+        assert_eq!(got.dims(), [m, n]);
+        let want = a.matmul(&b).unwrap();
+        assert!(
+            max_abs_diff(&got, &want) <= F32_TOL * k as f64,
+            "({m},{k},{n})"
+        );
+    }
+}
