@@ -29,13 +29,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use clap::Parser;
 use thinkjudge::dataset::EncodedPrompt;
 use thinkjudge::{StartOptions, TrainConfig, Trainer};
 use thinkjudge_data::Side;
 use thinkjudge_model::{load, Llama, Mode};
 use thinkjudge_rl::AdamW;
+use thinkjudge_rollout::score_completions;
 
 #[path = "common/run.rs"]
 mod run;
@@ -62,45 +63,39 @@ struct Args {
     run: run::RunArgs,
 }
 
-/// The probe's view of the model: the hidden state at the verdict position.
+/// The probe's view of the model: log-probs of a verdict letter after `prompt ‖ forced_close`.
 struct Probe<'a> {
     model: &'a Llama,
     suffix: Vec<u32>,
     letters: [u32; 2],
-    device: Device,
 }
 
 impl Probe<'_> {
-    /// Hidden states after `prompt ‖ forced_close`, left-padded, at the last position.
+    /// `log p(letter)` for `letters.len() / B` letters per prompt (prompt-major), scored by the
+    /// trainer's shared-prefix forward (`score_completions`, each prompt prefilled once) with
+    /// the completions `forced_close ‖ letter`.
     ///
     /// # Shapes
-    /// `prompts.len()` = B → (B, 1, H).
-    fn verdict_hidden(&self, prompts: &[&EncodedPrompt], mode: Mode) -> Result<Tensor> {
-        let seqs: Vec<Vec<u32>> = prompts
+    /// `prompts.len()` = B, `letters.len()` = B·G → (B·G,) in f32.
+    fn letter_logprobs(
+        &self,
+        prompts: &[&EncodedPrompt],
+        letters: &[u32],
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.ids.clone()).collect();
+        let completions: Vec<Vec<u32>> = letters
             .iter()
-            .map(|p| [&p.ids[..], &self.suffix[..]].concat())
+            .map(|&l| [&self.suffix[..], &[l]].concat())
             .collect();
-        let t = seqs.iter().map(Vec::len).max().unwrap_or(0);
-        let (mut ids, mut mask) = (Vec::new(), Vec::new());
-        for s in &seqs {
-            let pad = t - s.len();
-            ids.extend(std::iter::repeat_n(0u32, pad).chain(s.iter().copied()));
-            mask.extend(std::iter::repeat_n(0f32, pad).chain(std::iter::repeat_n(1f32, s.len())));
-        }
-        let b = seqs.len();
-        let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
-        let mask = Tensor::from_vec(mask, (b, t), &self.device)?;
-        let hidden = self
-            .model
-            .forward(&ids, &mask, &mut self.model.new_cache(), mode)?;
-        Ok(hidden.narrow(1, t - 1, 1)?)
-    }
-
-    /// `log p(letter)` for each prompt, (B,) in f32.
-    fn letter_logprobs(&self, hidden: &Tensor, letter: &[u32], mode: Mode) -> Result<Tensor> {
-        let targets = Tensor::from_vec(letter.to_vec(), (letter.len(), 1), &self.device)?;
-        let stats = self.model.token_logprobs(hidden, &targets, mode)?;
-        Ok(stats.logprobs.to_dtype(DType::F32)?.flatten_all()?)
+        let group = letters.len() / prompts.len().max(1);
+        let scores = score_completions(self.model, &ids, &completions, group, 1.0, mode)?;
+        let last = self.suffix.len();
+        Ok(scores
+            .logprobs
+            .narrow(1, last, 1)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?)
     }
 
     fn gold(&self, p: &EncodedPrompt) -> Result<(u32, u32)> {
@@ -131,16 +126,15 @@ fn evaluate(probe: &Probe, trainer: &Trainer) -> Result<(f64, f64, f64)> {
     let units = &trainer.data().eval;
     for unit in units {
         let prompts: Vec<&EncodedPrompt> = unit.prompts.iter().collect();
-        let hidden = probe.verdict_hidden(&prompts, Mode::Infer)?;
-        let golds: Vec<(u32, u32)> = prompts
+        let letters: Vec<u32> = prompts
             .iter()
-            .map(|p| probe.gold(p))
-            .collect::<Result<_>>()?;
-        let good: Vec<u32> = golds.iter().map(|g| g.0).collect();
-        let bad: Vec<u32> = golds.iter().map(|g| g.1).collect();
-        let m: Vec<f32> = (probe.letter_logprobs(&hidden, &good, Mode::Infer)?
-            - probe.letter_logprobs(&hidden, &bad, Mode::Infer)?)?
-        .to_vec1()?;
+            .map(|p| probe.gold(p).map(|(good, bad)| [good, bad]))
+            .collect::<Result<Vec<_>>>()?
+            .concat();
+        let lp: Vec<f32> = probe
+            .letter_logprobs(&prompts, &letters, Mode::Infer)?
+            .to_vec1()?;
+        let m: Vec<f32> = lp.chunks(2).map(|gb| gb[0] - gb[1]).collect();
         right += m.iter().filter(|&&x| x > 0.0).count();
         consistent += usize::from(m.iter().all(|&x| x > 0.0));
         margin += m.iter().map(|&x| f64::from(x)).sum::<f64>();
@@ -193,7 +187,6 @@ fn main() -> Result<()> {
         model: trainer.model(),
         suffix: tokenizer.encode(forced)?,
         letters: [letter("A")?, letter("B")?],
-        device: device.clone(),
     };
     let mut optimizer = AdamW::new(probe.model.trainable_vars(), cfg.optim.clone())?;
     let prompts: Vec<&EncodedPrompt> = trainer
@@ -229,9 +222,8 @@ fn main() -> Result<()> {
             .iter()
             .map(|p| probe.gold(p).map(|g| g.0))
             .collect::<Result<_>>()?;
-        let hidden = probe.verdict_hidden(batch, Mode::Train)?;
         let loss = probe
-            .letter_logprobs(&hidden, &gold, Mode::Train)?
+            .letter_logprobs(batch, &gold, Mode::Train)?
             .mean_all()?
             .neg()?;
         let mut grads = optimizer.accumulator();
