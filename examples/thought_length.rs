@@ -34,13 +34,7 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    thinkjudge::init_tracing();
     let report = run_args(&Cli::parse().args)?;
     print!("{}", output::markdown(&report));
     Ok(())

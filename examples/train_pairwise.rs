@@ -154,7 +154,7 @@ fn builtin_config(plan: &DataPlan) -> TrainConfig {
 }
 
 fn main() -> Result<()> {
-    run::init_tracing();
+    thinkjudge::init_tracing();
     let args = Args::parse();
     let started = Instant::now();
     let data_dir = args

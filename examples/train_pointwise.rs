@@ -160,7 +160,7 @@ fn builtin_config(files: &DataFiles) -> TrainConfig {
 }
 
 fn main() -> Result<()> {
-    run::init_tracing();
+    thinkjudge::init_tracing();
     let args = Args::parse();
     let started = Instant::now();
     let files = DataFiles::under(&args.out);

@@ -1,5 +1,5 @@
 //! Shared by the training examples (`train_pairwise.rs`, `train_pointwise.rs`; included with
-//! `#[path]`): logging, the run directory, the compute-dtype flag, `summary.json` extras and
+//! `#[path]`): the run directory, the compute-dtype flag, `summary.json` extras and
 //! one-line printing of judgments.
 #![allow(dead_code)]
 
@@ -11,17 +11,6 @@ use thinkjudge::eval::JudgedPrompt;
 use thinkjudge::models::resolve_model;
 use thinkjudge::TrainConfig;
 use thinkjudge_model::ModelSource;
-
-/// Logs to stderr at `RUST_LOG` (default `info`), coloured on a terminal.
-pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
 
 /// The flags both training examples share (each adds `--steps`, `--out`, `--eval-pairs` with
 /// its own defaults, and its data flags).

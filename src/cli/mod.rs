@@ -63,7 +63,7 @@ enum Dtype {
 
 /// Parses the arguments, runs the command and maps errors to exit code 1.
 pub fn main() -> ExitCode {
-    init_tracing();
+    thinkjudge::init_tracing();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Train(a) => train::run(a),
@@ -80,16 +80,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn convert(a: ConvertArgs) -> Result<()> {
