@@ -12,14 +12,16 @@
 //!    orders of every pair; pairs are split train / held-out.
 //! 3. Evaluates the base judge on the held-out pairs (with `--transfer-pairs N` also on a
 //!    differently made set: GSM8K correct-vs-corrupted solutions from `--data`, default
-//!    `../shared/data`, else 3-step procedural problems), trains with GRPO (LoRA), evaluates
-//!    again, prints a before/after table and a few sample judgments.
+//!    `../shared/data`, else 3-step procedural problems), trains (LoRA; no thought and the
+//!    expected-verdict gradient under J1's position-consistency reward, see
+//!    `builtin_config`), evaluates again, prints a before/after table and a few sample
+//!    judgments.
 //! 4. Leaves a run directory (`--out`): `config.toml`, `metrics.jsonl`, `summary.json`,
 //!    `checkpoints/step-N/adapter/`, `curves.png`.
 //!
-//! The defaults take about 14 minutes on two CPU cores. README.md ("Results") reports the
-//! measured run: on this budget the 135M judge learns the verdict format but not to tell the
-//! answers apart. `--config run.toml` replaces the built-in config (the flags still apply).
+//! The defaults take about 20 minutes on two CPU cores. README.md ("Results") reports the
+//! measured run: held-out position-consistent accuracy 2% → 85% on 48 pairs. `--config
+//! run.toml` replaces the built-in config (the flags still apply).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,7 +34,7 @@ use thinkjudge::judging::label_threshold;
 use thinkjudge::{dataset, plot, EvalMetrics, StartOptions, TrainConfig, Trainer};
 use thinkjudge_data::{Gsm8kConfig, ProceduralConfig};
 use thinkjudge_model::load;
-use thinkjudge_rl::LrSchedule;
+use thinkjudge_rl::{LrSchedule, Pairing, TaskReward, VerdictGradient};
 
 #[path = "common/run.rs"]
 mod run;
@@ -43,7 +45,7 @@ mod run;
 )]
 struct Args {
     /// Training steps.
-    #[arg(long, default_value_t = 28)]
+    #[arg(long, default_value_t = 90)]
     steps: u64,
     /// Run directory.
     #[arg(long, default_value = "runs/train_pairwise")]
@@ -122,9 +124,11 @@ fn data_plan(dir: &Path) -> DataPlan {
 }
 
 /// The built-in CPU recipe (see README.md, "Results"): LoRA on the top 8 of SmolLM2's 30
-/// layers (the 22 below run without an autograd graph), 2 pairs × 2 orders × G = 8 samples per
-/// step, a 16-token thought closed by budget forcing straight into `<answer>[[`, so every
-/// sample ends in a verdict.
+/// layers (the 22 below run without an autograd graph), the reference answer shown in a short
+/// PaV template (`examples/templates/pav_short.jinja`), no thought (the budget forces the close
+/// straight into `<answer>[[`), J1's position-consistency reward (right in both orders), and
+/// the expected-verdict gradient: each step scores both verdicts of 8 pairs × 2 orders in one
+/// training forward (`trainer/direct.rs`) and trains their exact expected reward.
 fn builtin_config(plan: &DataPlan) -> TrainConfig {
     let mut cfg = TrainConfig::cpu_default();
     cfg.data.train = plan.train.clone();
@@ -132,24 +136,32 @@ fn builtin_config(plan: &DataPlan) -> TrainConfig {
         fraction: 0.1,
         seed: 0,
     };
-    cfg.data.prompt.system_prompt = Some("You are a careful judge.".into());
+    cfg.data.prompt.system_prompt = Some("You are a judge.".into());
+    let template = &mut cfg.data.prompt.template;
+    template.show_reference = true;
+    template.custom_template =
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/templates/pav_short.jinja"));
     cfg.model.lora.layers = Some((22..30).collect());
-    cfg.rollout.group_size = 8;
+    cfg.rollout.group_size = 1;
     let thinking = &mut cfg.rollout.sampling.thinking;
-    thinking.max_thought_tokens = Some(16);
-    thinking.min_thought_tokens = 16;
-    thinking.forced_close = "\n</think>\n<answer>[[".into();
-    cfg.rollout.sampling.max_new_tokens = 32;
+    thinking.max_thought_tokens = Some(0);
+    thinking.min_thought_tokens = 0;
+    thinking.forced_close = "\n\n</think>\n<answer>[[".into();
+    cfg.rollout.sampling.max_new_tokens = 16;
     cfg.loss.kl_coef = 0.0;
+    cfg.loss.verdict_gradient = VerdictGradient::Expected;
+    cfg.reward.task = TaskReward::Consistency {
+        pairing: Pairing::Index,
+    };
     cfg.optim.schedule = LrSchedule::WarmupConstant {
-        lr: 5e-4,
+        lr: 1e-3,
         warmup_steps: 3,
     };
-    cfg.trainer.pairs_per_step = 2;
-    cfg.trainer.micro_batch_prompts = 8;
-    cfg.trainer.eval_every = 14;
+    cfg.trainer.pairs_per_step = 8;
+    cfg.trainer.micro_batch_prompts = 16;
+    cfg.trainer.eval_every = 45;
     cfg.trainer.checkpoint_every = 0;
-    cfg.trainer.log_examples_every = 5;
+    cfg.trainer.log_examples_every = 10;
     cfg
 }
 

@@ -80,6 +80,10 @@ pub struct StepMetrics {
     pub policy_loss: Option<f64>,
     /// KL to the reference (before β), when reference log-probs were computed.
     pub kl: Option<f64>,
+    /// The expected-verdict term of the loss (minus the expected verdict reward per
+    /// sequence); `None` under the sampled verdict gradient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict_loss: Option<f64>,
     /// Mean per-token policy entropy of the trained tokens.
     pub entropy: Option<f64>,
     /// Share of tokens whose ratio was clipped (low + high).

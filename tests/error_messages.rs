@@ -110,7 +110,8 @@ fn an_out_of_range_hyperparameter_names_the_file_key_and_range() -> Result<()> {
         (
             "[rollout]\ngroup_size = 1\n",
             "<tmp>/train.toml: config `rollout.group_size`: must be >= 2 (group-relative \
-             advantages of a single sample are 0), got 1",
+             advantages of a single sample are 0; only loss.verdict_gradient = \"expected\" \
+             trains with 1), got 1",
         ),
         (
             "[rollout.sampling]\ntemperature = -0.5\n",
@@ -163,6 +164,26 @@ fn a_tokenizer_larger_than_the_models_vocab_names_both() -> Result<()> {
         open_error(cfg, tmp.path()),
         "tokenizer <tmp>/small-vocab/tokenizer.json has 48 tokens (highest id 47) but the model \
          <tmp>/small-vocab has vocab_size 40"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_forced_close_that_does_not_end_before_the_verdict_is_refused() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut cfg = common::task_config(tmp.path(), 1)?;
+    cfg.loss.verdict_gradient = thinkjudge_rl::VerdictGradient::Expected;
+    cfg.rollout.group_size = 1;
+    let thinking = &mut cfg.rollout.sampling.thinking;
+    thinking.max_thought_tokens = Some(0);
+    thinking.min_thought_tokens = 0;
+    thinking.forced_close = "\n</think>\n".into(); // no `<answer>`: the letter cannot follow
+    assert_eq!(
+        open_error(cfg, tmp.path()),
+        "config `rollout.sampling.thinking.forced_close`: with a thought budget of 0 and \
+         loss.verdict_gradient = \"expected\" the forced close must end right before the \
+         verdict letter (e.g. \"\\n</think>\\n<answer>[[\"); \"\\n</think>\\n\" followed by \
+         the letter reads \"</think> [[A]]</answer>\""
     );
     Ok(())
 }

@@ -35,6 +35,7 @@ use thinkjudge_data::{ProceduralConfig, TemplateKind};
 use thinkjudge_model::LoraConfig;
 use thinkjudge_rl::{
     AdvantageConfig, LrSchedule, OptimizerConfig, PolicyLossConfig, RewardConfig, TaskReward,
+    VerdictGradient,
 };
 use thinkjudge_rollout::Decoding;
 
@@ -221,11 +222,17 @@ impl TrainConfig {
 
     fn validate_rollout_and_eval(&self) -> Result<()> {
         let r = &self.rollout;
-        if r.group_size < 2 {
+        // The expected-verdict term needs no group; everything else does.
+        let min_group = match self.loss.verdict_gradient {
+            VerdictGradient::Expected => 1,
+            VerdictGradient::Sampled => 2,
+        };
+        if r.group_size < min_group {
             return Err(TrainError::config(
                 "rollout.group_size",
                 format!(
-                    "must be >= 2 (group-relative advantages of a single sample are 0), got {}",
+                    "must be >= 2 (group-relative advantages of a single sample are 0; only \
+                     loss.verdict_gradient = \"expected\" trains with 1), got {}",
                     r.group_size
                 ),
             ));
@@ -327,6 +334,38 @@ impl TrainConfig {
                 kind == TemplateKind::PointwiseScore
             }
         };
+        if self.loss.verdict_gradient == VerdictGradient::Expected
+            && kind != TemplateKind::PairwiseVerdict
+        {
+            return Err(TrainError::config(
+                "loss.verdict_gradient",
+                format!(
+                    "\"expected\" needs a one-letter verdict (template kind pav), not `{}`",
+                    kind.name()
+                ),
+            ));
+        }
+        let verdict_only = self.loss.verdict_gradient == VerdictGradient::Expected
+            && self.rollout.sampling.thinking.max_thought_tokens == Some(0);
+        if verdict_only {
+            // The verdict-only step (trainer/direct.rs): one forward, one update, no reference.
+            let t = &self.trainer;
+            let unsupported = [
+                ("rollout.group_size", self.rollout.group_size != 1),
+                ("loss.kl_coef", self.loss.kl_coef != 0.0),
+                ("trainer.ppo_epochs", t.ppo_epochs != 1),
+                ("trainer.mini_batches", t.mini_batches != 1),
+            ];
+            if let Some((field, _)) = unsupported.iter().find(|(_, bad)| *bad) {
+                return Err(TrainError::config(
+                    *field,
+                    "must be 1 (0 for kl_coef) with a thought budget of 0 and \
+                     loss.verdict_gradient = \"expected\": that step scores both verdicts of \
+                     each prompt exactly, with one sample per prompt, one update per step and no \
+                     KL term",
+                ));
+            }
+        }
         if !fits {
             return Err(TrainError::config(
                 "reward.task",
@@ -389,6 +428,36 @@ mod tests {
         assert_eq!(c.optim.schedule, LrSchedule::Constant { lr: 1e-6 });
         assert_eq!(c.loss.kl_coef, 0.01);
         TrainConfig::cpu_default().validate().unwrap();
+    }
+
+    #[test]
+    fn expected_verdict_gradient_settings_are_checked() {
+        let mut c = TrainConfig::default();
+        c.loss.verdict_gradient = VerdictGradient::Expected;
+        c.validate().unwrap(); // after a sampled thought: any G >= 1, KL allowed
+        c.rollout.group_size = 1;
+        c.validate().unwrap();
+        // The verdict-only step (thought budget 0) has one sample, one update, no KL.
+        c.rollout.sampling.thinking.max_thought_tokens = Some(0);
+        c.rollout.sampling.thinking.min_thought_tokens = 0;
+        assert_eq!(field_of(c.validate().unwrap_err()), "loss.kl_coef");
+        c.loss.kl_coef = 0.0;
+        c.validate().unwrap();
+        c.rollout.group_size = 4;
+        assert_eq!(field_of(c.validate().unwrap_err()), "rollout.group_size");
+        c.rollout.group_size = 1;
+        c.trainer.ppo_epochs = 2;
+        assert_eq!(field_of(c.validate().unwrap_err()), "trainer.ppo_epochs");
+        // Only a one-letter verdict can be taken in expectation.
+        let mut c = TrainConfig::default();
+        c.loss.verdict_gradient = VerdictGradient::Expected;
+        c.data.prompt.template.kind = TemplateKind::PairwiseScores;
+        c.reward.task = TaskReward::Scores {};
+        assert_eq!(field_of(c.validate().unwrap_err()), "loss.verdict_gradient");
+        // The sampled gradient still needs a group.
+        let mut c = TrainConfig::default();
+        c.rollout.group_size = 1;
+        assert_eq!(field_of(c.validate().unwrap_err()), "rollout.group_size");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use thinkjudge_rl::{Advantages, BatchTotals, Sample};
 use thinkjudge_rollout::{Rollout, RolloutBatch};
 
+use super::verdict::VerdictToken;
 use crate::dataset::{EncodedPrompt, JudgeUnit};
 use crate::error::Result;
 
@@ -55,6 +56,9 @@ pub struct JudgedRollouts {
     pub rewards: Vec<f32>,
     /// (N) group-relative advantages and which samples are trained on.
     pub advantages: Advantages,
+    /// (N) each sample's verdict letter under the expected-verdict gradient; all `None`
+    /// under the sampled one.
+    pub verdicts: Vec<Option<VerdictToken>>,
 }
 
 impl JudgedRollouts {
@@ -72,19 +76,31 @@ impl JudgedRollouts {
             .collect()
     }
 
+    /// The samples of `prompts` (indices into the batch).
+    fn sample_indices<'p>(&self, prompts: &'p [usize]) -> impl Iterator<Item = usize> + 'p {
+        let g = self.group_size();
+        prompts.iter().flat_map(move |&p| p * g..(p + 1) * g)
+    }
+
     /// The loss normaliser of the samples of `prompts`: sampled (not forced) completion
-    /// tokens and sequences.
+    /// tokens, less the verdict letters the expected-verdict term trains, and sequences.
     pub fn totals(&self, prompts: &[usize]) -> BatchTotals {
-        let rollouts = prompts.iter().flat_map(|&p| self.batch.group(p));
         let mut t = BatchTotals {
             tokens: 0.0,
             sequences: 0.0,
         };
-        for r in rollouts {
-            t.tokens += r.sampled_tokens() as f64;
+        for i in self.sample_indices(prompts) {
+            let letter = usize::from(self.verdicts[i].is_some());
+            t.tokens += (self.batch.rollouts[i].sampled_tokens() - letter) as f64;
             t.sequences += 1.0;
         }
         t
+    }
+
+    /// Whether any sample of `prompts` has a verdict letter for the expected-verdict term.
+    pub fn has_verdicts(&self, prompts: &[usize]) -> bool {
+        self.sample_indices(prompts)
+            .any(|i| self.verdicts[i].is_some())
     }
 }
 
@@ -101,6 +117,20 @@ pub struct MicroBatch {
     pub sampled_mask: Tensor,
     /// (n,) advantages.
     pub advantages: Tensor,
+    /// The expected-verdict rows, when the gradient is expected.
+    pub verdict: Option<VerdictRows>,
+}
+
+/// What the expected-verdict term needs of a micro-batch (see [`super::verdict`]).
+#[derive(Debug)]
+pub struct VerdictRows {
+    /// (n) each sample's completion with the other letter, cut after it; empty for samples
+    /// without a verdict letter.
+    pub alternatives: Vec<Vec<u32>>,
+    /// (n, Lc) 1 at each sample's verdict letter, 0 elsewhere (all 0 without one).
+    pub position: Tensor,
+    /// (n, 2) R − R(unparseable) of the sampled letter and of the other one; 0 without one.
+    pub gains: Tensor,
 }
 
 impl MicroBatch {
@@ -132,6 +162,33 @@ impl MicroBatch {
                 mask[i * lc + j] = if forced { 0.0 } else { 1.0 };
             }
         }
+        let verdicts: Vec<Option<VerdictToken>> = judged
+            .sample_indices(prompts)
+            .map(|i| judged.verdicts[i])
+            .collect();
+        let verdict = if verdicts.iter().any(Option::is_some) {
+            let mut position = vec![0f32; n * lc];
+            let mut gains = vec![0f32; n * 2];
+            let mut alternatives = Vec::with_capacity(n);
+            for (i, (v, r)) in verdicts.iter().zip(&rollouts).enumerate() {
+                let Some(v) = v else {
+                    alternatives.push(Vec::new());
+                    continue;
+                };
+                // The letter leaves the clipped surrogate: the expected term trains it.
+                mask[i * lc + v.position] = 0.0;
+                position[i * lc + v.position] = 1.0;
+                gains[i * 2..i * 2 + 2].copy_from_slice(&v.gains);
+                alternatives.push(v.alternative(&r.completion_ids));
+            }
+            Some(VerdictRows {
+                alternatives,
+                position: Tensor::from_vec(position, (n, lc), device)?,
+                gains: Tensor::from_vec(gains, (n, 2), device)?,
+            })
+        } else {
+            None
+        };
         let advantages: Vec<f32> = prompts
             .iter()
             .flat_map(|&p| judged.advantages.values[p * g..(p + 1) * g].iter().copied())
@@ -145,13 +202,20 @@ impl MicroBatch {
             old_logprobs: Tensor::from_vec(old, (n, lc), device)?,
             sampled_mask: Tensor::from_vec(mask, (n, lc), device)?,
             advantages: Tensor::from_vec(advantages, n, device)?.to_dtype(DType::F32)?,
+            verdict,
         })
     }
 
-    /// Tokens the training forward processes: prompts once, completions per sample.
+    /// Tokens the training forward processes: prompts once, completions (and the
+    /// expected-verdict alternatives) per sample.
     pub fn tokens(&self) -> usize {
+        let alternatives = self
+            .verdict
+            .as_ref()
+            .map_or(0, |v| v.alternatives.iter().map(Vec::len).sum::<usize>());
         self.prompts.iter().map(Vec::len).sum::<usize>()
             + self.completions.iter().map(Vec::len).sum::<usize>()
+            + alternatives
     }
 
     /// Training-mode forwards [`thinkjudge_rollout::score_completions`] runs for this

@@ -14,11 +14,13 @@
 //! after the last.
 
 mod batch;
+mod direct;
 mod persist;
 mod run_dir;
 mod state;
 mod step;
 mod update;
+mod verdict;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -27,13 +29,15 @@ use std::time::Instant;
 use candle_core::Device;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use thinkjudge_model::{load, Finetune, JudgeTokenizer, Llama, LlamaOptions, LoadedModel};
-use thinkjudge_rl::{AdamW, Reward};
+use thinkjudge_rl::{AdamW, Reward, VerdictGradient};
 
-pub use batch::{JudgedRollouts, MicroBatch, StepPrompts};
+pub use batch::{JudgedRollouts, MicroBatch, StepPrompts, VerdictRows};
+pub use direct::DirectVerdict;
 pub use persist::{ADAPTER_DIR, CONFIG_FILE, MODEL_DIR, OPTIMIZER_DIR};
 pub use run_dir::RunPaths;
 pub use state::{Totals, TrainerState, STATE_FILE};
 pub use update::Reference;
+pub use verdict::{VerdictLetters, VerdictToken};
 
 use crate::checkpoint;
 use crate::config::{DeviceSpec, FinetuneKind, TrainConfig};
@@ -95,6 +99,10 @@ pub struct Trainer {
     pub(crate) tokenizer: JudgeTokenizer,
     pub(crate) data: Datasets,
     pub(crate) reward: Box<dyn Reward>,
+    /// The letter ids, under `loss.verdict_gradient = "expected"`.
+    pub(crate) verdict_letters: Option<VerdictLetters>,
+    /// The verdict-only step, when the thought budget is 0 under the expected gradient.
+    pub(crate) direct: Option<DirectVerdict>,
     pub(crate) optimizer: AdamW,
     pub(crate) state: TrainerState,
     pub(crate) metrics: MetricsLog,
@@ -177,6 +185,11 @@ impl Trainer {
             Some(r) => r,
             None => config.reward.build()?,
         };
+        let verdict_letters = match config.loss.verdict_gradient {
+            VerdictGradient::Sampled => None,
+            VerdictGradient::Expected => Some(VerdictLetters::new(&tokenizer)?),
+        };
+        let direct = DirectVerdict::new(&config, &tokenizer, verdict_letters.clone())?;
         let mut optimizer = AdamW::new(model.trainable_vars(), config.optim.clone())?;
         let mut state = TrainerState::new(config.trainer.seed, dataset::fingerprint(&data.train));
 
@@ -223,6 +236,8 @@ impl Trainer {
             tokenizer,
             data,
             reward,
+            verdict_letters,
+            direct,
             optimizer,
             state,
             metrics,

@@ -8,7 +8,9 @@ use thinkjudge_rollout::{Engine, FinishReason, RolloutBatch, RolloutRequest, Sam
 
 use super::batch::{JudgedRollouts, StepPrompts};
 use super::update::{policy_update, UpdateContext, UpdateOutcome};
+use super::verdict::{self, VerdictLetters};
 use super::Trainer;
+use crate::dataset::EncodedPrompt;
 use crate::error::{Result, TrainError};
 use crate::judging::{correctness, label_threshold, to_sample};
 use crate::metrics::{ratio, ExampleRecord, Record, SkipReason, StepMetrics, StepTiming};
@@ -36,35 +38,12 @@ impl Trainer {
                 .next(self.data.train.len(), cfg.trainer.pairs_per_step, seed);
         let prompts = StepPrompts::new(picked.iter().map(|&i| &self.data.train[i]).collect());
 
-        // 2. G samples per prompt from the current policy; streams keyed by (seed, step, prompt).
-        self.progress.set_message(format!("step {step}: sampling"));
-        let sampling = SamplingConfig {
-            seed: seeds::derive(seed, seeds::ROLLOUT, step),
-            ..cfg.rollout.sampling.clone()
-        };
-        let batch = rollout(
-            &self.model,
-            &self.tokenizer,
-            sampling,
-            &prompts,
-            cfg.rollout.group_size,
-            &self.progress,
-        )?;
-        let rollout_seconds = started.elapsed().as_secs_f64();
-
-        // 3. Judgments → rewards → group-relative advantages.
+        // 2–4. G samples per prompt from the current policy (streams keyed by (seed, step,
+        //      prompt)), judgments → rewards → group-relative advantages, the policy update
+        //      (skipped when every group was dropped or a value is non-finite). The
+        //      verdict-only step does all of it in one forward.
+        let step_seed = seeds::derive(seed, seeds::ROLLOUT, step);
         let threshold = label_threshold(&cfg.reward);
-        let judged = judge(
-            &prompts,
-            batch,
-            self.reward.as_ref(),
-            &cfg.advantage,
-            threshold,
-        )?;
-
-        // 4. Policy update (skipped when every group was dropped or a value is non-finite).
-        self.progress.set_message(format!("step {step}: updating"));
-        let update_started = Instant::now();
         let ctx = UpdateContext {
             model: &self.model,
             reference: &self.reference,
@@ -75,8 +54,52 @@ impl Trainer {
             mini_batches: cfg.trainer.mini_batches,
             device: &self.device,
         };
-        let update = policy_update(&ctx, &prompts, &judged, &mut self.optimizer)?;
-        let update_seconds = update_started.elapsed().as_secs_f64();
+        let (judged, update, rollout_seconds, update_seconds) = match &self.direct {
+            Some(direct) => {
+                self.progress
+                    .set_message(format!("step {step}: scoring verdicts"));
+                let (judged, update) = direct.run(
+                    &ctx,
+                    &self.tokenizer,
+                    &prompts,
+                    self.reward.as_ref(),
+                    threshold,
+                    step_seed,
+                    &mut self.optimizer,
+                )?;
+                (judged, update, 0.0, started.elapsed().as_secs_f64())
+            }
+            None => {
+                self.progress.set_message(format!("step {step}: sampling"));
+                let sampling = SamplingConfig {
+                    seed: step_seed,
+                    ..cfg.rollout.sampling.clone()
+                };
+                let batch = rollout(
+                    &self.model,
+                    &self.tokenizer,
+                    sampling,
+                    &prompts,
+                    cfg.rollout.group_size,
+                    &self.progress,
+                )?;
+                let rollout_seconds = started.elapsed().as_secs_f64();
+                let letters = self.verdict_letters.as_ref().map(|l| (l, &self.tokenizer));
+                let judged = judge(
+                    &prompts,
+                    batch,
+                    self.reward.as_ref(),
+                    &cfg.advantage,
+                    threshold,
+                    letters,
+                )?;
+                self.progress.set_message(format!("step {step}: updating"));
+                let update_started = Instant::now();
+                let update = policy_update(&ctx, &prompts, &judged, &mut self.optimizer)?;
+                let update_seconds = update_started.elapsed().as_secs_f64();
+                (judged, update, rollout_seconds, update_seconds)
+            }
+        };
 
         // 5. Metrics and example judgments.
         let timing = StepTiming {
@@ -200,31 +223,48 @@ fn rollout(
     })?)
 }
 
-/// Parses every sample, scores the batch and computes advantages.
+/// Parses every sample, scores the batch and computes advantages; with `letters` (the
+/// expected-verdict gradient) also finds each sample's verdict letter.
 fn judge(
     prompts: &StepPrompts,
     batch: RolloutBatch,
     reward: &dyn Reward,
     advantage: &AdvantageConfig,
     threshold: f64,
+    letters: Option<(&VerdictLetters, &JudgeTokenizer)>,
 ) -> Result<JudgedRollouts> {
+    let owners: Vec<&EncodedPrompt> = batch
+        .rollouts
+        .iter()
+        .map(|r| prompts.prompts[r.prompt_index].1)
+        .collect();
     let samples: Vec<Sample> = batch
         .rollouts
         .iter()
-        .map(|r| {
-            let (unit, prompt) = prompts.prompts[r.prompt_index];
-            to_sample(prompt, unit as u64, r)
-        })
+        .zip(&owners)
+        .map(|(r, prompt)| to_sample(prompt, prompts.prompts[r.prompt_index].0 as u64, r))
         .collect();
     let rewards = reward.score(&samples)?;
     let advantages = compute_advantages(&samples, &rewards, advantage)?;
     let correct = correctness(&samples, threshold);
+    let verdicts = match letters {
+        Some((letters, tokenizer)) => verdict::locate(
+            letters,
+            tokenizer,
+            &owners,
+            &batch.rollouts,
+            &samples,
+            reward,
+        )?,
+        None => vec![None; samples.len()],
+    };
     Ok(JudgedRollouts {
         batch,
         samples,
         correct,
         rewards,
         advantages,
+        verdicts,
     })
 }
 
@@ -276,6 +316,7 @@ fn step_metrics(
         loss: per_update(|s| Some(s.loss)),
         policy_loss: per_update(|s| Some(s.policy_loss)),
         kl: per_update(|s| s.kl),
+        verdict_loss: per_update(|s| s.verdict),
         entropy: per_update(|s| s.entropy),
         clip_frac: per_update(|s| Some(s.clip_frac_low + s.clip_frac_high)),
         grad_norm: update.last_report.map(|r| r.grad_norm),

@@ -11,13 +11,13 @@
 //! A non-finite micro-batch loss or gradient norm skips that optimizer update (weights and
 //! optimizer state untouched) and the step's remaining updates.
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use thinkjudge_model::{Llama, Mode};
 use thinkjudge_rl::{
-    policy_loss, AdamW, BatchTotals, LossInputs, LossOutput, LossStats, PolicyLossConfig,
-    StepReport,
+    expected_verdict_loss, policy_loss, AdamW, BatchTotals, LossInputs, LossOutput, LossStats,
+    PolicyLossConfig, StepReport,
 };
-use thinkjudge_rollout::score_completions;
+use thinkjudge_rollout::{score_completions, CompletionScores};
 
 use super::batch::{JudgedRollouts, MicroBatch, StepPrompts};
 use crate::error::Result;
@@ -91,7 +91,7 @@ pub fn policy_update(
     for _epoch in 0..ctx.ppo_epochs {
         for mini in kept.chunks(per) {
             let totals = judged.totals(mini);
-            if totals.tokens == 0.0 {
+            if totals.tokens == 0.0 && !judged.has_verdicts(mini) {
                 continue; // only forced tokens: nothing to train on
             }
             let mut grads = optimizer.accumulator();
@@ -122,7 +122,8 @@ pub fn policy_update(
 
 /// The loss of one micro-batch and its detached statistics: policy log-probs through the
 /// shared-prefix forward (differentiable), reference log-probs only when the KL term needs
-/// them, forced tokens masked out, normalised by the whole mini-batch's `totals`.
+/// them, forced tokens masked out, normalised by the whole mini-batch's `totals`; plus the
+/// expected-verdict term when the micro-batch has verdict letters.
 ///
 /// # Shapes
 /// `mb` holds p prompts and n = p·G completions → a scalar loss.
@@ -132,16 +133,8 @@ fn micro_batch_loss(
     group_size: usize,
     totals: BatchTotals,
 ) -> Result<LossOutput> {
-    let score = |model: &Llama, mode: Mode| {
-        score_completions(
-            model,
-            &mb.prompts,
-            &mb.completions,
-            group_size,
-            ctx.temperature,
-            mode,
-        )
-    };
+    let rows = ScoredRows::new(mb, group_size, ctx.device)?;
+    let score = |model: &Llama, mode: Mode| rows.score(model, mode, ctx.temperature);
     let policy = score(ctx.model, Mode::Train)?; // (n, Lc), differentiable
     let response_mask = policy.mask.mul(&mb.sampled_mask)?; // (n, Lc)
     let reference = match ctx.reference {
@@ -158,5 +151,109 @@ fn micro_batch_loss(
         response_mask: &response_mask,
         entropy: Some(&policy.entropy),
     };
-    Ok(policy_loss(&inputs, ctx.loss, Some(totals))?)
+    let mut out = if totals.tokens > 0.0 {
+        policy_loss(&inputs, ctx.loss, Some(totals))?
+    } else {
+        // Only verdict letters to train (the completions end at them).
+        LossOutput {
+            loss: Tensor::zeros((), DType::F32, ctx.device)?,
+            stats: LossStats::default(),
+        }
+    };
+    if let (Some(v), Some(options)) = (&mb.verdict, &policy.options) {
+        let term = expected_verdict_loss(options, &v.gains, totals)?;
+        let value = term.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        out.loss = out.loss.add(&term.to_dtype(out.loss.dtype())?)?;
+        out.stats.loss += value;
+        out.stats.verdict = Some(value);
+    }
+    Ok(out)
+}
+
+/// The rows a micro-batch scores: its G completions per prompt, then (expected verdict) the
+/// G alternatives with the other letter, all sharing the prompt's prefix.
+struct ScoredRows<'a> {
+    mb: &'a MicroBatch,
+    completions: Vec<Vec<u32>>,
+    group: usize,
+    /// (n) the rows of the sampled completions and (expected verdict) of their alternatives.
+    picks: Option<(Tensor, Tensor)>,
+}
+
+/// [`CompletionScores`] of the sampled rows, with the option log-probs of the verdict.
+struct Scored {
+    logprobs: Tensor,
+    entropy: Tensor,
+    mask: Tensor,
+    /// (n, 2) log π of the sampled and of the other letter at each verdict position (0 where
+    /// a sample has none).
+    options: Option<Tensor>,
+}
+
+impl<'a> ScoredRows<'a> {
+    fn new(mb: &'a MicroBatch, g: usize, device: &Device) -> Result<Self> {
+        let Some(v) = &mb.verdict else {
+            return Ok(ScoredRows {
+                mb,
+                completions: mb.completions.clone(),
+                group: g,
+                picks: None,
+            });
+        };
+        let p = mb.prompts.len();
+        let mut completions = Vec::with_capacity(2 * p * g);
+        for (own, alt) in mb.completions.chunks(g).zip(v.alternatives.chunks(g)) {
+            completions.extend_from_slice(own);
+            completions.extend_from_slice(alt);
+        }
+        let rows = |offset: usize| -> Vec<u32> {
+            (0..p * g)
+                .map(|i| ((i / g) * 2 * g + offset + i % g) as u32)
+                .collect()
+        };
+        let pick = |offset| Tensor::new(rows(offset), device);
+        Ok(ScoredRows {
+            mb,
+            completions,
+            group: 2 * g,
+            picks: Some((pick(0)?, pick(g)?)),
+        })
+    }
+
+    fn score(&self, model: &Llama, mode: Mode, temperature: f64) -> Result<Scored> {
+        let s: CompletionScores = score_completions(
+            model,
+            &self.mb.prompts,
+            &self.completions,
+            self.group,
+            temperature,
+            mode,
+        )?;
+        let (Some((own, alt)), Some(v)) = (&self.picks, &self.mb.verdict) else {
+            return Ok(Scored {
+                logprobs: s.logprobs,
+                entropy: s.entropy,
+                mask: s.mask,
+                options: None,
+            });
+        };
+        let logprobs = s.logprobs.index_select(own, 0)?; // (n, Lc)
+        let at_letter = |x: &Tensor| -> Result<Tensor> {
+            let pos = v.position.to_dtype(x.dtype())?;
+            Ok(x.mul(&pos)?.sum_keepdim(1)?)
+        };
+        let options = Tensor::cat(
+            &[
+                at_letter(&logprobs)?,
+                at_letter(&s.logprobs.index_select(alt, 0)?)?,
+            ],
+            1,
+        )?; // (n, 2)
+        Ok(Scored {
+            logprobs,
+            entropy: s.entropy.index_select(own, 0)?,
+            mask: s.mask.index_select(own, 0)?,
+            options: Some(options),
+        })
+    }
 }

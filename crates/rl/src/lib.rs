@@ -26,13 +26,14 @@ pub use advantage::{
 };
 pub use error::{Result, RlError};
 pub use loss::{
-    kl_per_token, policy_loss, token_entropy, BatchTotals, KlEstimator, LossAggregation,
-    LossInputs, LossOutput, LossStats, PolicyLossConfig, RatioLevel,
+    expected_joint_reward_loss, expected_verdict_loss, kl_per_token, policy_loss, token_entropy,
+    BatchTotals, KlEstimator, LossAggregation, LossInputs, LossOutput, LossStats, PolicyLossConfig,
+    RatioLevel, VerdictGradient,
 };
 pub use optim::{AdamW, GradAccumulator, LrSchedule, OptimizerConfig, StepReport};
 pub use reward::{
-    DistantSupervision, Gold, LengthBasis, LengthPenalty, Member, Pairing, PointwiseLabel,
-    PositionConsistency, Reward, RewardConfig, RewardSum, RewardValues, Sample, ScoreOrder,
-    TaskReward, VerdictCorrectness,
+    counterfactual_rewards, DistantSupervision, Gold, LengthBasis, LengthPenalty, Member, Pairing,
+    PointwiseLabel, PositionConsistency, Reward, RewardConfig, RewardSum, RewardValues, Sample,
+    ScoreOrder, TaskReward, VerdictCorrectness,
 };
 pub use thinkjudge_data::judgment::{Judgment, Order, Preference, Side};

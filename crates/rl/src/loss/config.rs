@@ -1,6 +1,6 @@
 //! The policy-loss section of a training config.
 
-use super::{KlEstimator, LossAggregation, RatioLevel};
+use super::{KlEstimator, LossAggregation, RatioLevel, VerdictGradient};
 use crate::error::{ensure, ensure_non_negative, ensure_positive, Result};
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +37,9 @@ pub struct PolicyLossConfig {
     /// Entropy bonus coefficient: the loss subtracts it times the aggregated entropy.
     /// Default 0 (J1: a bonus hurt, v1 §4). Needs a per-token entropy input when ≠ 0.
     pub entropy_coef: f64,
+    /// How the verdict token's gradient is estimated: `sampled` (default, J1) or `expected`
+    /// (the exact expectation over the option letters, see [`VerdictGradient`]).
+    pub verdict_gradient: VerdictGradient,
 }
 
 impl Default for PolicyLossConfig {
@@ -51,6 +54,7 @@ impl Default for PolicyLossConfig {
             kl_coef: 0.01,
             kl_estimator: KlEstimator::K3,
             entropy_coef: 0.0,
+            verdict_gradient: VerdictGradient::Sampled,
         }
     }
 }

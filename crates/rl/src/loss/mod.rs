@@ -17,11 +17,13 @@ mod aggregate;
 mod config;
 mod kl;
 mod policy;
+mod verdict;
 
 pub use aggregate::{BatchTotals, LossAggregation};
 pub use config::PolicyLossConfig;
 pub use kl::{kl_per_token, KlEstimator};
 pub use policy::RatioLevel;
+pub use verdict::{expected_joint_reward_loss, expected_verdict_loss, VerdictGradient};
 
 use crate::error::{Result, RlError};
 use aggregate::aggregate;
@@ -73,6 +75,9 @@ pub struct LossStats {
     pub kl: Option<f32>,
     /// The aggregated entropy; `None` without an entropy input.
     pub entropy: Option<f32>,
+    /// The expected-verdict term ([`expected_verdict_loss`]), included in `loss`; `None`
+    /// when the verdict gradient is sampled. Added by the caller that computes it.
+    pub verdict: Option<f32>,
     /// Fraction of tokens held at 1 − ε_low (zero gradient).
     pub clip_frac_low: f32,
     /// Fraction of tokens held at 1 + ε_high (zero gradient).
@@ -109,6 +114,7 @@ impl LossStats {
             policy_loss: parts.iter().map(|p| p.policy_loss).sum(),
             kl: sum_opt(|p| p.kl),
             entropy: sum_opt(|p| p.entropy),
+            verdict: sum_opt(|p| p.verdict),
             clip_frac_low: w(|p| p.clip_frac_low),
             clip_frac_high: w(|p| p.clip_frac_high),
             dual_clip_frac: w(|p| p.dual_clip_frac),
@@ -241,6 +247,7 @@ pub fn policy_loss(
         entropy: entropy
             .as_ref()
             .map(|_| v[if kl.is_some() { 11 } else { 10 }] as f32),
+        verdict: None,
         clip_frac_low: per_token(v[2]),
         clip_frac_high: per_token(v[3]),
         dual_clip_frac: per_token(v[4]),

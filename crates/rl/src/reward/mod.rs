@@ -96,6 +96,50 @@ pub trait Reward: Send + Sync {
     fn score(&self, samples: &[Sample]) -> Result<Vec<f32>>;
 }
 
+/// The rewards sample `i` would get with each of `judgments` in place of its own, the rest
+/// of the batch unchanged. Rewards may compare siblings, so the whole batch is rescored once
+/// per judgment. Used by the expected-verdict gradient (`loss.verdict_gradient = "expected"`).
+///
+/// ```
+/// use thinkjudge_rl::{counterfactual_rewards, Gold, Judgment, Order, Preference, Sample, Side};
+/// use thinkjudge_rl::{RewardValues, VerdictCorrectness};
+/// let s = Sample {
+///     pair_id: 0,
+///     order: Some(Order::AB),
+///     gold: Gold::Preference(Preference::First),
+///     judgment: Some(Judgment::Verdict(Side::B)),
+///     sample_index: 0,
+///     completion_tokens: 5,
+///     thought_tokens: 0,
+///     truncated: false,
+/// };
+/// let reward = VerdictCorrectness { values: RewardValues::default() };
+/// let options = [Some(Judgment::Verdict(Side::A)), Some(Judgment::Verdict(Side::B)), None];
+/// assert_eq!(counterfactual_rewards(&reward, &[s], 0, &options)?, vec![1.0, 0.0, 0.0]);
+/// # Ok::<(), thinkjudge_rl::RlError>(())
+/// ```
+pub fn counterfactual_rewards(
+    reward: &dyn Reward,
+    samples: &[Sample],
+    i: usize,
+    judgments: &[Option<Judgment>],
+) -> Result<Vec<f32>> {
+    if i >= samples.len() {
+        return Err(RlError::Shape(format!(
+            "sample {i} of a batch of {}",
+            samples.len()
+        )));
+    }
+    let mut batch = samples.to_vec();
+    judgments
+        .iter()
+        .map(|j| {
+            batch[i].judgment = *j;
+            Ok(reward.score(&batch)?[i])
+        })
+        .collect()
+}
+
 impl<R: Reward + ?Sized> Reward for Box<R> {
     fn name(&self) -> &str {
         (**self).name()
