@@ -19,8 +19,8 @@ use rand::Rng;
 use thinkjudge_data::{parse_judgment, Judgment, Side};
 use thinkjudge_model::{JudgeTokenizer, Mode};
 use thinkjudge_rl::{
-    expected_joint_reward_loss, AdamW, Advantages, BatchTotals, GroupStats, LossStats, Reward,
-    Sample,
+    expected_joint_reward_loss, joint_rewards, AdamW, Advantages, BatchTotals, GroupStats,
+    LossStats, Reward,
 };
 use thinkjudge_rollout::rng::sample_rng;
 use thinkjudge_rollout::{
@@ -180,8 +180,8 @@ impl DirectVerdict {
             let units = unit_ranges(prompts, micro.clone());
             let tables = units
                 .iter()
-                .map(|u| joint_rewards(reward, micro_samples, u.clone()))
-                .collect::<Result<Vec<_>>>()?;
+                .map(|u| joint_rewards(reward, micro_samples, u.clone(), &OUTCOMES))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
             let loss = expected_joint_reward_loss(&outcome_probs, &units, &tables, totals)?;
             let value = loss.to_dtype(DType::F32)?.to_scalar::<f32>()?;
             if !value.is_finite() {
@@ -287,27 +287,6 @@ fn unit_ranges(
         last_unit = Some(unit);
     }
     out
-}
-
-/// The unit's total reward under each joint outcome of its rows (row-major, first row
-/// slowest), the other samples of the micro-batch as drawn.
-fn joint_rewards(
-    reward: &dyn Reward,
-    samples: &[Sample],
-    unit: std::ops::Range<usize>,
-) -> Result<Vec<f32>> {
-    let n = unit.len() as u32;
-    let mut batch = samples.to_vec();
-    (0..OUTCOMES.len().pow(n))
-        .map(|mut o| {
-            for row in unit.clone().rev() {
-                batch[row].judgment = OUTCOMES[o % OUTCOMES.len()];
-                o /= OUTCOMES.len();
-            }
-            let r = reward.score(&batch)?;
-            Ok(r[unit.clone()].iter().sum())
-        })
-        .collect()
 }
 
 /// Prompt ranges of whole units, each at most `max_prompts` long (or one unit).

@@ -8,7 +8,7 @@
 
 use thinkjudge_data::{parse_judgment, Judgment, Side};
 use thinkjudge_model::JudgeTokenizer;
-use thinkjudge_rl::{counterfactual_rewards, Reward, Sample};
+use thinkjudge_rl::{joint_rewards, Reward, Sample};
 use thinkjudge_rollout::Rollout;
 
 use crate::dataset::EncodedPrompt;
@@ -125,7 +125,7 @@ pub fn locate(
             Some(Judgment::Verdict(side.other())),
             None,
         ];
-        let r = counterfactual_rewards(reward, samples, i, &judgments)?;
+        let r = joint_rewards(reward, samples, i..i + 1, &judgments)?;
         out.push(Some(VerdictToken {
             position,
             options: [sampled, other],

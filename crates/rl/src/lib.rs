@@ -32,7 +32,7 @@ pub use loss::{
 };
 pub use optim::{AdamW, GradAccumulator, LrSchedule, OptimizerConfig, StepReport};
 pub use reward::{
-    counterfactual_rewards, DistantSupervision, Gold, LengthBasis, LengthPenalty, Member, Pairing,
+    joint_rewards, DistantSupervision, Gold, LengthBasis, LengthPenalty, Member, Pairing,
     PointwiseLabel, PositionConsistency, Reward, RewardConfig, RewardSum, RewardValues, Sample,
     ScoreOrder, TaskReward, VerdictCorrectness,
 };

@@ -96,12 +96,15 @@ pub trait Reward: Send + Sync {
     fn score(&self, samples: &[Sample]) -> Result<Vec<f32>>;
 }
 
-/// The rewards sample `i` would get with each of `judgments` in place of its own, the rest
-/// of the batch unchanged. Rewards may compare siblings, so the whole batch is rescored once
-/// per judgment. Used by the expected-verdict gradient (`loss.verdict_gradient = "expected"`).
+/// The total reward of the samples `unit` (sibling rows of `samples`) under every joint
+/// choice of their judgments from `outcomes`, the rest of the batch unchanged: row-major
+/// over the unit's rows, its first row varying slowest, so a unit of n rows gives
+/// `outcomes.len()ⁿ` values. Rewards may compare siblings, so the batch is rescored for each.
+/// Used by the expected-verdict gradient (`loss.verdict_gradient = "expected"`): a one-row
+/// unit gives that sample's reward for each verdict it could have written.
 ///
 /// ```
-/// use thinkjudge_rl::{counterfactual_rewards, Gold, Judgment, Order, Preference, Sample, Side};
+/// use thinkjudge_rl::{joint_rewards, Gold, Judgment, Order, Preference, Sample, Side};
 /// use thinkjudge_rl::{RewardValues, VerdictCorrectness};
 /// let s = Sample {
 ///     pair_id: 0,
@@ -114,28 +117,32 @@ pub trait Reward: Send + Sync {
 ///     truncated: false,
 /// };
 /// let reward = VerdictCorrectness { values: RewardValues::default() };
-/// let options = [Some(Judgment::Verdict(Side::A)), Some(Judgment::Verdict(Side::B)), None];
-/// assert_eq!(counterfactual_rewards(&reward, &[s], 0, &options)?, vec![1.0, 0.0, 0.0]);
+/// let outcomes = [Some(Judgment::Verdict(Side::A)), Some(Judgment::Verdict(Side::B)), None];
+/// assert_eq!(joint_rewards(&reward, &[s], 0..1, &outcomes)?, vec![1.0, 0.0, 0.0]);
 /// # Ok::<(), thinkjudge_rl::RlError>(())
 /// ```
-pub fn counterfactual_rewards(
+pub fn joint_rewards(
     reward: &dyn Reward,
     samples: &[Sample],
-    i: usize,
-    judgments: &[Option<Judgment>],
+    unit: std::ops::Range<usize>,
+    outcomes: &[Option<Judgment>],
 ) -> Result<Vec<f32>> {
-    if i >= samples.len() {
+    if unit.is_empty() || unit.end > samples.len() || outcomes.is_empty() {
         return Err(RlError::Shape(format!(
-            "sample {i} of a batch of {}",
-            samples.len()
+            "unit {unit:?} of a batch of {} samples, {} outcomes",
+            samples.len(),
+            outcomes.len()
         )));
     }
+    let k = outcomes.len();
     let mut batch = samples.to_vec();
-    judgments
-        .iter()
-        .map(|j| {
-            batch[i].judgment = *j;
-            Ok(reward.score(&batch)?[i])
+    (0..k.pow(unit.len() as u32))
+        .map(|mut o| {
+            for row in unit.clone().rev() {
+                batch[row].judgment = outcomes[o % k];
+                o /= k;
+            }
+            Ok(reward.score(&batch)?[unit.clone()].iter().sum())
         })
         .collect()
 }
