@@ -15,17 +15,20 @@ use thinkjudge::metrics::read_records;
 use thinkjudge::{Record, StartOptions, StepMetrics, Trainer};
 use thinkjudge_rl::{Pairing, TaskReward};
 
+/// A trainer with no progress bar.
+fn open_quiet(cfg: thinkjudge::TrainConfig) -> Result<Trainer> {
+    let options = StartOptions {
+        quiet: true,
+        ..StartOptions::default()
+    };
+    Ok(Trainer::open(cfg, options)?)
+}
+
 #[test]
 fn held_out_accuracy_rises_on_a_learnable_task() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let cfg = common::task_config(dir.path(), 3)?;
-    let mut trainer = Trainer::open(
-        cfg,
-        StartOptions {
-            quiet: true,
-            ..StartOptions::default()
-        },
-    )?;
+    let mut trainer = open_quiet(cfg)?;
     // Prompts are whole words of the test vocabulary (no [UNK]).
     let unit = &trainer.data().train[0];
     assert_eq!(
@@ -122,13 +125,7 @@ fn expected_verdict_run(
     cfg.trainer.steps = steps;
     cfg.trainer.eval_every = 0;
     cfg.validate()?;
-    let mut trainer = Trainer::open(
-        cfg,
-        StartOptions {
-            quiet: true,
-            ..StartOptions::default()
-        },
-    )?;
+    let mut trainer = open_quiet(cfg)?;
     let summary = trainer.run()?;
     let (before, after) = (summary.before.unwrap(), summary.after.unwrap());
     eprintln!("{}", thinkjudge::EvalMetrics::table(&[&before, &after]));

@@ -152,7 +152,8 @@ impl DirectVerdict {
                 .narrow(1, self.close.len(), verdict_len)?
                 .sum(1)?
                 .reshape((ids.len(), 2))?; // (p, 2): log π([[A]]…), log π([[B]]…)
-            let probs = options.to_dtype(DType::F32)?.exp()?.to_vec2::<f32>()?;
+            let pi = options.exp()?; // (p, 2)
+            let probs = pi.to_dtype(DType::F32)?.to_vec2::<f32>()?;
 
             // Each prompt's sample, drawn from the pre-update π with its rollout stream.
             let first = rollouts.len();
@@ -174,7 +175,6 @@ impl DirectVerdict {
             let micro_samples = &samples[first..];
             rewards.extend(reward.score(micro_samples)?);
             // Outcomes of each prompt: [[A]], [[B]], anything else (unparseable).
-            let pi = options.exp()?; // (p, 2)
             let rest = pi.sum_keepdim(1)?.affine(-1.0, 1.0)?; // (p, 1)
             let outcome_probs = Tensor::cat(&[&pi, &rest], 1)?; // (p, 3)
             let units = unit_ranges(prompts, micro.clone());

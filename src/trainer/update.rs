@@ -11,6 +11,8 @@
 //! A non-finite micro-batch loss or gradient norm skips that optimizer update (weights and
 //! optimizer state untouched) and the step's remaining updates.
 
+use std::borrow::Cow;
+
 use candle_core::{DType, Device, Tensor};
 use thinkjudge_model::{Llama, Mode};
 use thinkjudge_rl::{
@@ -174,7 +176,8 @@ fn micro_batch_loss(
 /// G alternatives with the other letter, all sharing the prompt's prefix.
 struct ScoredRows<'a> {
     mb: &'a MicroBatch,
-    completions: Vec<Vec<u32>>,
+    /// The micro-batch's own completions unless alternatives are interleaved.
+    completions: Cow<'a, [Vec<u32>]>,
     group: usize,
     /// (n) the rows of the sampled completions and (expected verdict) of their alternatives.
     picks: Option<(Tensor, Tensor)>,
@@ -195,7 +198,7 @@ impl<'a> ScoredRows<'a> {
         let Some(v) = &mb.verdict else {
             return Ok(ScoredRows {
                 mb,
-                completions: mb.completions.clone(),
+                completions: Cow::Borrowed(&mb.completions),
                 group: g,
                 picks: None,
             });
@@ -214,7 +217,7 @@ impl<'a> ScoredRows<'a> {
         let pick = |offset| Tensor::new(rows(offset), device);
         Ok(ScoredRows {
             mb,
-            completions,
+            completions: Cow::Owned(completions),
             group: 2 * g,
             picks: Some((pick(0)?, pick(g)?)),
         })
