@@ -1,6 +1,6 @@
 //! End-to-end throughput of thinkjudge on the real SmolLM2-135M-Instruct, on the workloads of
 //! the PyTorch peer (`scripts/peer/peer_torch.py`), printing the same JSON lines so the two can
-//! be compared side by side (`docs/benchmarks.md`).
+//! be compared side by side (README, "Throughput next to PyTorch").
 //!
 //! ```text
 //! cargo bench --bench throughput                      # every workload
@@ -19,6 +19,9 @@
 //!   tokens (temperature 1, no top-p/top-k, eos ignored) after 128-token prompts; batch 8 and
 //!   32 are 2 and 8 prompts × G = 4 (the prompt is prefilled once and its cache forked), batch 1
 //!   is one prompt. `generate_tok_s` = new tokens / (prefill + decode) wall time.
+//!
+//! Each child first calls `thinkjudge_model::tune_allocator` as the binary and the examples do;
+//! `--default-malloc` leaves glibc's defaults, to measure what that is worth.
 //!
 //! Each workload runs in its own child process so that its peak RSS (`VmHWM`) is its own;
 //! `load_peak_rss_mib` is the peak right after loading the model. Every rate has a wall-clock
@@ -62,15 +65,17 @@ struct Args {
     child: Option<String>,
     reps: usize,
     threads: usize,
+    default_malloc: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
     let mut args = std::env::args().skip(1);
-    let (mut workloads, mut child, mut reps, mut threads, mut bench) =
-        (Vec::new(), None, 3, 2, false);
+    let (mut workloads, mut child, mut reps, mut threads, mut bench, mut default_malloc) =
+        (Vec::new(), None, 3, 2, false, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--bench" => bench = true,
+            "--default-malloc" => default_malloc = true,
             "--workload" => child = Some(args.next().context("--workload needs a name")?),
             "--reps" => reps = args.next().context("--reps needs a number")?.parse()?,
             "--threads" => threads = args.next().context("--threads needs a number")?.parse()?,
@@ -90,6 +95,7 @@ fn parse_args() -> Result<Option<Args>> {
         child,
         reps: reps.max(1),
         threads,
+        default_malloc,
     }))
 }
 
@@ -123,6 +129,7 @@ fn run_all(args: &Args) -> Result<()> {
         let mut child = Command::new(&exe)
             .args(["--workload", w, "--reps", &args.reps.to_string()])
             .args(["--threads", &args.threads.to_string()])
+            .args(args.default_malloc.then_some("--default-malloc"))
             .env("RAYON_NUM_THREADS", args.threads.to_string())
             .stdout(Stdio::piped())
             .spawn()?;
@@ -139,6 +146,9 @@ fn run_all(args: &Args) -> Result<()> {
 }
 
 fn run_workload(w: &str, args: &Args) -> Result<()> {
+    if !args.default_malloc {
+        thinkjudge_model::tune_allocator();
+    }
     let load0 = loadavg();
     let dm = default_model::ensure(None)?;
     let finetune = match w {
@@ -172,6 +182,7 @@ fn run_workload(w: &str, args: &Args) -> Result<()> {
     };
     let obj = out.as_object_mut().context("object")?;
     obj.insert("threads".into(), json!(threads));
+    obj.insert("tuned_malloc".into(), json!(!args.default_malloc));
     obj.insert("load_peak_rss_mib".into(), json!(load_peak));
     obj.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
     obj.insert("loadavg".into(), json!([load0, loadavg()]));

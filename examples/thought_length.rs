@@ -34,7 +34,7 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
-    thinkjudge::init_tracing();
+    thinkjudge::init_runtime();
     let report = run_args(&Cli::parse().args)?;
     print!("{}", output::markdown(&report));
     Ok(())

@@ -166,7 +166,7 @@ fn builtin_config(plan: &DataPlan) -> TrainConfig {
 }
 
 fn main() -> Result<()> {
-    thinkjudge::init_tracing();
+    thinkjudge::init_runtime();
     let args = Args::parse();
     let started = Instant::now();
     let data_dir = args

@@ -160,7 +160,7 @@ fn builtin_config(files: &DataFiles) -> TrainConfig {
 }
 
 fn main() -> Result<()> {
-    thinkjudge::init_tracing();
+    thinkjudge::init_runtime();
     let args = Args::parse();
     let started = Instant::now();
     let files = DataFiles::under(&args.out);

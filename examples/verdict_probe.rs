@@ -149,7 +149,7 @@ fn evaluate(probe: &Probe, trainer: &Trainer) -> Result<(f64, f64, f64)> {
 }
 
 fn main() -> Result<()> {
-    thinkjudge::init_tracing();
+    thinkjudge::init_runtime();
     let args = Args::parse();
     let Some(cfg) = args
         .run

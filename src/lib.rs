@@ -45,9 +45,11 @@ pub use trainer::{Resume, StartOptions, Trainer, TrainerState};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// Logs to stderr at `RUST_LOG` (default `info`), coloured on a terminal: what the
-/// `thinkjudge` binary and the examples use.
-pub fn init_tracing() {
+/// What the `thinkjudge` binary and the examples do first: keep freed memory for reuse
+/// ([`thinkjudge_model::tune_allocator`]) and log to stderr at `RUST_LOG` (default `info`),
+/// coloured on a terminal.
+pub fn init_runtime() {
+    thinkjudge_model::tune_allocator();
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()

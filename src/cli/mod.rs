@@ -63,7 +63,7 @@ enum Dtype {
 
 /// Parses the arguments, runs the command and maps errors to exit code 1.
 pub fn main() -> ExitCode {
-    thinkjudge::init_tracing();
+    thinkjudge::init_runtime();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Train(a) => train::run(a),

@@ -3,6 +3,7 @@
 //! candle-transformers' Llama is inference-only (last-position logits, no padding mask, fused
 //! ops without gradients), so this crate owns its model.
 
+pub mod allocator;
 pub mod config;
 pub mod convert;
 pub mod default_model;
@@ -19,6 +20,7 @@ pub mod source;
 pub mod tokenizer;
 pub mod weights;
 
+pub use allocator::tune_allocator;
 pub use config::{LlamaConfig, ModelConfig};
 pub use error::{ModelError, Result};
 pub use weights::WeightMap;

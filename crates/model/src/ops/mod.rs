@@ -29,6 +29,7 @@
 mod attach;
 pub(crate) mod cpu;
 pub(crate) mod decode_attention;
+pub mod small_rows;
 
 pub use attach::{attach1, attach2, attach3};
 
