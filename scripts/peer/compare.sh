@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side run for the README's "Throughput next to PyTorch" table: for each workload,
 # the PyTorch peer and then thinkjudge's `cargo bench --bench throughput`, back to back, so
-# both see similar load on a shared machine. Every line of the output file is JSON: {"impl": "torch"|"thinkjudge", ...}
-# from the benchmarks, plus {"uptime": ...} markers; stderr goes to OUT.stderr. Needs
-# scripts/peer/setup.sh first.
+# both see similar load on a shared machine. Every line of the output file is JSON:
+# {"impl": "torch"|"thinkjudge", ...} from the benchmarks, plus {"uptime": ...} markers;
+# stderr goes to OUT.stderr. Needs scripts/peer/setup.sh first.
 #
 #   scripts/peer/compare.sh [OUT.jsonl] [ROUNDS]     # default /tmp/compare.jsonl, 1 round
 set -euo pipefail

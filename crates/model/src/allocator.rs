@@ -4,8 +4,8 @@
 //! defaults, blocks over the mmap threshold (128 KiB, raised only up to the largest block
 //! freed so far) come from a fresh `mmap`, and freed memory at the top of the heap goes back
 //! to the kernel past 128 KiB. Every op then pays page faults and kernel page zeroing for
-//! buffers that were just released (4–8% of a forward's CPU samples were page faults and
-//! kernel page clearing). Keeping freed memory in the heap for reuse, measured on
+//! buffers that were just released (in a profile of the forward benchmark, 4% of the CPU
+//! samples were in the page-fault handler, ~9% with the kernel's page allocation and zeroing). Keeping freed memory in the heap for reuse, measured on
 //! SmolLM2-135M with 2 threads in two interleaved rounds (`cargo bench --bench throughput`
 //! with and without `--default-malloc`, `docs/results/malloc_ab_2026-11-29.jsonl`): forward
 //! 1.11–1.14×, LoRA train step 1.02–1.26×, batch-32 sampling 1.03–1.34×, full fine-tuning

@@ -248,7 +248,6 @@ fn fused_chunk(
 /// which on CPU made the optimizer a large part of a full fine-tuning step. The arithmetic is
 /// the op path's, in f32 and in the same order (constants rounded to f32 as candle's `affine`
 /// does), so both give the same bits.
-///
 fn fused_cpu_update(
     p: &Param,
     g: &Tensor,
