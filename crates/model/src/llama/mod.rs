@@ -22,8 +22,13 @@
 //! statistics, attention scores, softmax and log-probs run in the *float dtype*: f32 when the
 //! compute dtype is a half type, the compute dtype otherwise.
 
+mod head;
 pub(crate) mod layers;
+mod options;
 mod rope;
+
+pub use head::LOGITS_SMALL_ROWS;
+pub use options::{tensor_shapes, Finetune, LlamaOptions};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -34,9 +39,7 @@ use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
 use crate::init::{self, mix_seed};
 use crate::kv_cache::KvCache;
-use crate::logprobs::{self, TokenStats};
 use crate::lora::{LoraConfig, LoraTarget};
-use crate::ops::Kernels;
 use crate::weights::WeightMap;
 use layers::{Attention, Ctx, DecoderLayer, Linear, Mlp, Param};
 
@@ -50,127 +53,6 @@ pub enum Mode {
     /// No graph, fused kernels, adapters off (the reference policy).
     Reference,
 }
-
-/// What is trained.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Finetune {
-    /// Nothing: every weight is a plain tensor.
-    Frozen,
-    /// Every weight is a `Var` (HF names in [`Llama::trainable_vars`]).
-    Full,
-    /// Frozen base plus LoRA adapters initialised from `seed` (PEFT names).
-    Lora { config: LoraConfig, seed: u64 },
-}
-
-/// Construction options of a [`Llama`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct LlamaOptions {
-    /// dtype of the master weights and trainable `Var`s. Default F32; F64 for finite-difference
-    /// checks. Loaded weights are converted.
-    pub master_dtype: DType,
-    /// dtype of matmuls and activations. Default F32 (CPU); BF16 is meant for CUDA.
-    pub compute_dtype: DType,
-    /// What is trained. Default [`Finetune::Frozen`].
-    pub finetune: Finetune,
-    /// Kernels of the training forward. Default [`Kernels::Fused`].
-    pub kernels: Kernels,
-    /// On a CPU device, call [`crate::ops::flush_denormals`] when the model is built and on
-    /// each calling thread. Default true (several-fold faster backward; see there).
-    pub flush_denormals: bool,
-    /// Most logits elements `token_logprobs` materialises at once. Default
-    /// [`logprobs::DEFAULT_CHUNK_ELEMS`] (16 Mi, 64 MiB in f32).
-    pub logprob_chunk_elems: usize,
-}
-
-impl Default for LlamaOptions {
-    fn default() -> Self {
-        Self {
-            master_dtype: DType::F32,
-            compute_dtype: DType::F32,
-            finetune: Finetune::Frozen,
-            kernels: Kernels::Fused,
-            flush_denormals: true,
-            logprob_chunk_elems: logprobs::DEFAULT_CHUNK_ELEMS,
-        }
-    }
-}
-
-impl LlamaOptions {
-    /// Checks the dtypes, the chunk size and the LoRA config.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |msg: String| ModelError::InvalidConfig {
-            section: "llama options",
-            msg,
-        };
-        if !matches!(self.master_dtype, DType::F32 | DType::F64) {
-            return Err(bad(format!(
-                "master_dtype {:?} must be F32 or F64 (optimizer updates vanish in half types)",
-                self.master_dtype
-            )));
-        }
-        if !matches!(
-            self.compute_dtype,
-            DType::F32 | DType::F64 | DType::BF16 | DType::F16
-        ) {
-            return Err(bad(format!(
-                "compute_dtype {:?} must be F32, F64, BF16 or F16",
-                self.compute_dtype
-            )));
-        }
-        if self.logprob_chunk_elems == 0 {
-            return Err(bad("logprob_chunk_elems must be > 0".into()));
-        }
-        if let Finetune::Lora { config, .. } = &self.finetune {
-            config.validate()?;
-        }
-        Ok(())
-    }
-
-    /// The dtype of norm statistics, softmax and log-probs.
-    pub fn float_dtype(&self) -> DType {
-        match self.compute_dtype {
-            DType::BF16 | DType::F16 => DType::F32,
-            other => other,
-        }
-    }
-}
-
-/// Every tensor of a Llama checkpoint, by HF name, with its shape (no `lm_head.weight` when the
-/// embeddings are tied).
-pub fn tensor_shapes(cfg: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
-    let q = cfg.num_heads * cfg.head_dim;
-    let kv = cfg.num_kv_heads * cfg.head_dim;
-    let mut out = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![cfg.vocab_size, h],
-    )];
-    for l in 0..cfg.num_layers {
-        let p = format!("model.layers.{l}");
-        out.push((format!("{p}.input_layernorm.weight"), vec![h]));
-        for t in LoraTarget::ALL {
-            let shape = match t {
-                LoraTarget::Q => vec![q, h],
-                LoraTarget::K | LoraTarget::V => vec![kv, h],
-                LoraTarget::O => vec![h, q],
-                LoraTarget::Gate | LoraTarget::Up => vec![i, h],
-                LoraTarget::Down => vec![h, i],
-            };
-            out.push((format!("{}.weight", t.hf_path(l)), shape));
-        }
-        out.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
-    }
-    out.push(("model.norm.weight".to_string(), vec![h]));
-    if !cfg.tie_word_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, h]));
-    }
-    out
-}
-
-/// Most rows for which [`Llama::logits_mode`] (inference modes, CPU) computes `(W·hᵀ)ᵀ`
-/// instead of `h·Wᵀ`: with few rows, gemm repacks the whole (V, H) head for `h·Wᵀ` on every
-/// call (measured on the 49152×576 head at 32 rows: 57–62 ms vs 39 ms).
-pub const LOGITS_SMALL_ROWS: usize = 64;
 
 /// A trainable, batched Llama-family decoder.
 #[derive(Debug)]
@@ -461,57 +343,6 @@ impl Llama {
         }
     }
 
-    fn head(&self) -> &Param {
-        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
-    }
-
-    /// The LM head weight as `mode` uses it, in the compute dtype.
-    fn head_weight(&self, mode: Mode) -> Result<Tensor> {
-        Ok(self
-            .head()
-            .in_dtype(self.options.compute_dtype, mode == Mode::Train)?)
-    }
-
-    /// Full logits, for tests and evaluation (differentiable through a trainable head; prefer
-    /// [`Llama::token_logprobs`] in training: this materialises (B, T, V)). The same as
-    /// [`Llama::logits_mode`] with `Mode::Train`.
-    ///
-    /// # Shapes
-    /// `hidden` (B, T, H) → (B, T, V) in the float dtype (f32, or f64 for f64 models).
-    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.logits_mode(hidden, Mode::Train)
-    }
-
-    /// Full logits with the LM head as `mode` uses it: in `Mode::Train` differentiable through
-    /// a trainable head (as [`Llama::logits`]); in `Mode::Infer` / `Mode::Reference` the head
-    /// is detached, so no graph is recorded even under full fine-tuning (use this for
-    /// sampling), and a CPU decode batch (at most [`LOGITS_SMALL_ROWS`] rows) computes
-    /// `(W·hᵀ)ᵀ`, which is faster there than `h·Wᵀ` (see [`LOGITS_SMALL_ROWS`]).
-    ///
-    /// # Shapes
-    /// `hidden` (B, T, H) → (B, T, V) in the float dtype (f32, or f64 for f64 models).
-    pub fn logits_mode(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.prepare_thread();
-        let (b, t, h) = hidden.dims3()?;
-        let w = self.head_weight(mode)?;
-        let x = hidden.reshape((b * t, h))?;
-        let logits = if mode != Mode::Train
-            && w.device().is_cpu()
-            && b * t <= LOGITS_SMALL_ROWS
-            && !hidden.track_op()
-        {
-            // (V, H)·(H, n) with a row-major W: gemm packs the n-column right-hand side
-            // (small) instead of the whole transposed head; at n = 1 the rows of W are split
-            // across threads (gemm's gemv runs on one).
-            crate::ops::split_matmul(&w, &x.t()?)?.t()?.contiguous()?
-        } else {
-            x.matmul(&w.t()?)?
-        };
-        Ok(logits
-            .to_dtype(self.options.float_dtype())?
-            .reshape((b, t, self.cfg.vocab_size))?)
-    }
-
     /// Number of `Mode::Train` forwards run so far. Each one draws its LoRA dropout masks from
     /// a stream seeded by this count, so an exact resume saves it with the checkpoint and
     /// restores it with [`Llama::set_train_forward_count`].
@@ -525,42 +356,6 @@ impl Llama {
     /// one.
     pub fn set_train_forward_count(&self, count: u64) {
         self.forward_count.store(count, Ordering::Relaxed);
-    }
-
-    /// Log-probabilities of `targets` and next-token entropies, chunked over rows so that no
-    /// (B·T, V) tensor is ever materialised (see [`crate::logprobs`]). In `Mode::Train` the
-    /// log-probs are differentiable w.r.t. `hidden` and a trainable LM head.
-    ///
-    /// # Shapes
-    /// `hidden` (B, T, H) from [`Llama::forward`], `targets` (B, T) u32 → (B, T) tensors in the
-    /// float dtype.
-    pub fn token_logprobs(
-        &self,
-        hidden: &Tensor,
-        targets: &Tensor,
-        mode: Mode,
-    ) -> Result<TokenStats> {
-        self.token_logprobs_with_temperature(hidden, targets, 1.0, mode)
-    }
-
-    /// [`Llama::token_logprobs`] of the distribution `softmax(logits / temperature)`, the one a
-    /// sampler with that temperature draws from.
-    pub fn token_logprobs_with_temperature(
-        &self,
-        hidden: &Tensor,
-        targets: &Tensor,
-        temperature: f64,
-        mode: Mode,
-    ) -> Result<TokenStats> {
-        self.prepare_thread();
-        logprobs::token_stats(
-            hidden,
-            &self.head_weight(mode)?,
-            targets,
-            temperature,
-            self.options.float_dtype(),
-            self.options.logprob_chunk_elems,
-        )
     }
 
     fn params(&self) -> Vec<&Param> {
