@@ -585,7 +585,6 @@ impl Llama {
                         merged,
                         trainable,
                     )?;
-                    linear.weight_t = std::sync::OnceLock::new();
                 }
             }
         }

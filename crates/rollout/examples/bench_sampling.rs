@@ -51,7 +51,10 @@ fn raw_decode(m: &Llama, prompts: &[Vec<u32>], g: usize) -> Result<f64> {
     let t0 = Instant::now();
     for _ in 1..NEW_TOKENS {
         let h = m.forward(&next, &ones, &mut cache, Mode::Infer)?;
-        next = m.logits(&h)?.argmax_keepdim(D::Minus1)?.squeeze(2)?;
+        next = m
+            .logits_mode(&h, Mode::Infer)?
+            .argmax_keepdim(D::Minus1)?
+            .squeeze(2)?;
     }
     Ok((p * g * (NEW_TOKENS - 1)) as f64 / t0.elapsed().as_secs_f64())
 }

@@ -304,7 +304,7 @@ impl<'m> Engine<'m> {
         cache.reserve(self.config.max_new_tokens)?;
         let h = self.model.forward(&ids, &mask, &mut cache, self.mode)?; // (P, Lp, H)
         let last = h.narrow(1, lp - 1, 1)?; // (P, 1, H): left padding puts every row's last token here
-        let logits = self.model.logits(&last)?.squeeze(1)?; // (P, V)
+        let logits = self.model.logits_mode(&last, self.mode)?.squeeze(1)?; // (P, V)
         if g == 1 {
             return Ok((cache, logits));
         }
@@ -331,6 +331,6 @@ impl<'m> Engine<'m> {
         let ids = Tensor::from_vec(ids, (n, 1), dev)?;
         let mask = Tensor::from_vec(mask, (n, 1), dev)?;
         let h = self.model.forward(&ids, &mask, cache, self.mode)?; // (n, 1, H)
-        Ok(self.model.logits(&h)?.squeeze(1)?)
+        Ok(self.model.logits_mode(&h, self.mode)?.squeeze(1)?)
     }
 }

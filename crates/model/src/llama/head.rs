@@ -7,10 +7,12 @@ use super::{Llama, Mode};
 use crate::error::Result;
 use crate::logprobs::{self, TokenStats};
 
-/// Most rows for which [`Llama::logits_mode`] (inference modes, CPU) computes `(W·hᵀ)ᵀ`
-/// instead of `h·Wᵀ`: with few rows, gemm repacks the whole (V, H) head for `h·Wᵀ` on every
-/// call (measured on the 49152×576 head at 32 rows: 57–62 ms vs 39 ms).
-pub const LOGITS_SMALL_ROWS: usize = 64;
+/// Most rows for which [`Llama::logits_mode`] (inference modes, CPU) avoids gemm's `h·Wᵀ`,
+/// which repacks the whole (V, H) head on every call: through the packed head
+/// ([`crate::ops::panel`]) when the head is frozen, else as `(W·hᵀ)ᵀ`. On SmolLM2's
+/// 49152×576 head, 2 threads, at 1 / 8 / 32 rows: packed 4.8 / 8.9 / 14.7 ms, `(W·hᵀ)ᵀ`
+/// 6.3 / 16.7 / 27.0 ms (`h·Wᵀ` was 57–62 ms at 32 rows).
+pub const LOGITS_SMALL_ROWS: usize = crate::ops::panel::MAX_ROWS;
 
 impl Llama {
     fn head(&self) -> &Param {
@@ -37,8 +39,8 @@ impl Llama {
     /// Full logits with the LM head as `mode` uses it: in `Mode::Train` differentiable through
     /// a trainable head (as [`Llama::logits`]); in `Mode::Infer` / `Mode::Reference` the head
     /// is detached, so no graph is recorded even under full fine-tuning (use this for
-    /// sampling), and a CPU decode batch (at most [`LOGITS_SMALL_ROWS`] rows) computes
-    /// `(W·hᵀ)ᵀ`, which is faster there than `h·Wᵀ` (see [`LOGITS_SMALL_ROWS`]).
+    /// sampling), and a CPU decode batch (at most [`LOGITS_SMALL_ROWS`] rows) avoids gemm's
+    /// repacking of the head (see there).
     ///
     /// # Shapes
     /// `hidden` (B, T, H) → (B, T, V) in the float dtype (f32, or f64 for f64 models).
@@ -47,11 +49,15 @@ impl Llama {
         let (b, t, h) = hidden.dims3()?;
         let w = self.head_weight(mode)?;
         let x = hidden.reshape((b * t, h))?;
-        let logits = if mode != Mode::Train
-            && w.device().is_cpu()
-            && b * t <= LOGITS_SMALL_ROWS
-            && !hidden.track_op()
-        {
+        let small = mode != Mode::Train && b * t <= LOGITS_SMALL_ROWS;
+        let packed = if small {
+            super::layers::packed_matmul(self.head(), &x, self.options.compute_dtype)?
+        } else {
+            None
+        };
+        let logits = if let Some(y) = packed {
+            y
+        } else if small && w.device().is_cpu() && !hidden.track_op() {
             // (V, H)·(H, n) with a row-major W: gemm packs the n-column right-hand side
             // (small) instead of the whole transposed head; at n = 1 the rows of W are split
             // across threads (gemm's gemv runs on one).

@@ -2,7 +2,7 @@
 //! RMSNorms, and the linear projections that may carry LoRA adapters. Field names are the HF
 //! module names, so a safetensors key greps straight to the field that holds it.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Tensor, Var};
 
@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::kv_cache::{KvCache, StepPlan};
 use crate::llama::Mode;
 use crate::lora::{Adapter, LoraTarget};
+use crate::ops::panel::PackedWeight;
 use crate::ops::{self, Kernels};
 
 /// One weight: the master tensor (a `Var`'s tensor when trainable) and its HF name.
@@ -23,6 +24,8 @@ pub(crate) struct Param {
     /// use ([`Param::in_dtype`]) instead of on every forward. Never set for a trainable weight,
     /// which changes under the optimizer.
     pub cast: OnceLock<Tensor>,
+    /// A frozen weight packed for decode products ([`Param::packed`]), made on first use.
+    pub packed: OnceLock<Option<Arc<PackedWeight>>>,
 }
 
 impl Param {
@@ -34,7 +37,22 @@ impl Param {
             tensor,
             var,
             cast: OnceLock::new(),
+            packed: OnceLock::new(),
         })
+    }
+
+    /// The weight in `dtype` packed for [`PackedWeight::matmul`], built on first use. `None`
+    /// for a trainable weight (it changes under the optimizer, which would leave the copy
+    /// stale) and where packing does not apply (not f32 on an AVX-512 CPU).
+    pub fn packed(&self, dtype: DType) -> candle_core::Result<Option<Arc<PackedWeight>>> {
+        if self.var.is_some() || !self.tensor.device().is_cpu() {
+            return Ok(None);
+        }
+        if let Some(p) = self.packed.get() {
+            return Ok(p.clone());
+        }
+        let p = PackedWeight::pack(&self.in_dtype(dtype, false)?)?.map(Arc::new);
+        Ok(self.packed.get_or_init(|| p).clone())
     }
 
     /// The weight in `dtype`: with its graph when `graph` and trainable, detached otherwise. A
@@ -100,26 +118,11 @@ impl Ctx {
     }
 }
 
-/// Inference inputs with at most this many rows (decode steps) multiply a frozen CPU weight
-/// through its cached row-major transpose: gemm then skips repacking `Wᵀ` on every call,
-/// about 1.7× faster at 32 rows (measured on 1536×576). Larger inputs are faster without.
-const SMALL_BATCH_ROWS: usize = 64;
-
-/// Inference inputs with at most this many rows go through
-/// [`ops::small_rows::small_rows_matmul`] where it applies. Against gemm (with the cached
-/// transpose below) on SmolLM2's 576×1536, 1536×576 and 576×576 weights, 2 threads, weights
-/// in cache: 1.6–3.4× at 1 row, 0.95–1.4× at 8, 0.6–0.9× at 32. End to end, sampling at
-/// batch 1 and 8 went 1.06–1.11× and 1.08–1.15× (two interleaved rounds).
-const FEW_ROWS: usize = 8;
-
 /// A bias-free projection `y = x·Wᵀ`, plus an optional LoRA adapter.
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
     pub weight: Param,
     pub lora: Option<Adapter>,
-    /// `Wᵀ` contiguous in the compute dtype, built on first use; frozen CPU weights only (a
-    /// trainable weight changes under the optimizer, which would leave this stale).
-    pub weight_t: OnceLock<Tensor>,
 }
 
 impl Linear {
@@ -137,22 +140,8 @@ impl Linear {
         let y = if frozen_train {
             // Frozen base under a graph: skip candle's unconditional weight-gradient matmul.
             ops::frozen_linear(x, &w)?
-        } else if let Some(y) = (self.weight.var.is_none() && x.dim(0)? <= FEW_ROWS)
-            .then(|| ops::small_rows::small_rows_matmul(x, &w))
-            .transpose()?
-            .flatten()
-        {
+        } else if let Some(y) = packed_matmul(&self.weight, x, ctx.compute)? {
             y
-        } else if self.weight.var.is_none() && x.device().is_cpu() && x.dim(0)? <= SMALL_BATCH_ROWS
-        {
-            let wt = match self.weight_t.get() {
-                Some(wt) => wt.clone(),
-                None => {
-                    let wt = w.t()?.contiguous()?;
-                    self.weight_t.get_or_init(|| wt).clone()
-                }
-            };
-            ops::split_matmul(x, &wt)?
         } else {
             x.matmul(&w.t()?)?
         };
@@ -160,6 +149,22 @@ impl Linear {
             Some(adapter) if ctx.mode != Mode::Reference => adapter.apply(x, &y, ctx, salt),
             _ => Ok(y),
         }
+    }
+}
+
+/// `x·Wᵀ` through the packed weight ([`crate::ops::panel`]) for a decode batch (at most
+/// [`ops::panel::MAX_ROWS`] rows, no graph) of a frozen CPU weight; `None` otherwise.
+pub(crate) fn packed_matmul(
+    w: &Param,
+    x: &Tensor,
+    dtype: DType,
+) -> candle_core::Result<Option<Tensor>> {
+    if x.dim(0)? > ops::panel::MAX_ROWS || x.track_op() {
+        return Ok(None);
+    }
+    match w.packed(dtype)? {
+        Some(p) => p.matmul(x),
+        None => Ok(None),
     }
 }
 

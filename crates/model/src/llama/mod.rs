@@ -31,7 +31,6 @@ pub use head::LOGITS_SMALL_ROWS;
 pub use options::{tensor_shapes, Finetune, LlamaOptions};
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor, Var};
 
@@ -119,7 +118,6 @@ impl Llama {
                 Ok(Linear {
                     weight: next()?,
                     lora: None,
-                    weight_t: OnceLock::new(),
                 })
             };
             let self_attn = Attention {

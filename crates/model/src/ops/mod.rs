@@ -29,7 +29,7 @@
 mod attach;
 pub(crate) mod cpu;
 pub(crate) mod decode_attention;
-pub mod small_rows;
+pub mod panel;
 
 pub use attach::{attach1, attach2, attach3};
 
@@ -343,6 +343,18 @@ pub fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
         .collect();
     let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
     x * mask
+}
+
+/// Whether this CPU runs the AVX-512F kernels of [`panel`].
+fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 #[cfg(test)]
