@@ -20,8 +20,9 @@
 //!   32 are 2 and 8 prompts × G = 4 (the prompt is prefilled once and its cache forked), batch 1
 //!   is one prompt. `generate_tok_s` = new tokens / (prefill + decode) wall time.
 //!
-//! Each child first calls `thinkjudge_model::tune_allocator` as the binary and the examples do;
-//! `--default-malloc` leaves glibc's defaults, to measure what that is worth.
+//! Each child first calls `thinkjudge_model::tune_allocator` and `tune_barrier_pool` as the
+//! binary and the examples do; `--default-malloc` leaves glibc's defaults and
+//! `CANDLE_BARRIER_POOL_SPIN_LIMIT=25000` candle's, to measure what each is worth.
 //!
 //! Each workload runs in its own child process so that its peak RSS (`VmHWM`) is its own;
 //! `load_peak_rss_mib` is the peak right after loading the model. Every rate has a wall-clock
@@ -149,6 +150,7 @@ fn run_workload(w: &str, args: &Args) -> Result<()> {
     if !args.default_malloc {
         thinkjudge_model::tune_allocator();
     }
+    let spin_limit = thinkjudge_model::tune_barrier_pool();
     let load0 = loadavg();
     let dm = default_model::ensure(None)?;
     let finetune = match w {
@@ -183,6 +185,7 @@ fn run_workload(w: &str, args: &Args) -> Result<()> {
     let obj = out.as_object_mut().context("object")?;
     obj.insert("threads".into(), json!(threads));
     obj.insert("tuned_malloc".into(), json!(!args.default_malloc));
+    obj.insert("barrier_spin_limit".into(), json!(spin_limit));
     obj.insert("load_peak_rss_mib".into(), json!(load_peak));
     obj.insert("peak_rss_mib".into(), json!(peak_rss_mib()));
     obj.insert("loadavg".into(), json!([load0, loadavg()]));

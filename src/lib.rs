@@ -46,10 +46,12 @@ pub use trainer::{Resume, StartOptions, Trainer, TrainerState};
 pub struct ReadmeDoctests;
 
 /// What the `thinkjudge` binary and the examples do first: keep freed memory for reuse
-/// ([`thinkjudge_model::tune_allocator`]) and log to stderr at `RUST_LOG` (default `info`),
+/// ([`thinkjudge_model::tune_allocator`]), let candle's element-wise workers sleep sooner
+/// ([`thinkjudge_model::tune_barrier_pool`]) and log to stderr at `RUST_LOG` (default `info`),
 /// coloured on a terminal.
 pub fn init_runtime() {
     thinkjudge_model::tune_allocator();
+    thinkjudge_model::tune_barrier_pool();
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -15,6 +15,7 @@ pub mod loading;
 pub mod logprobs;
 pub mod lora;
 pub mod ops;
+pub mod pool;
 pub mod save;
 pub mod source;
 pub mod tokenizer;
@@ -23,6 +24,7 @@ pub mod weights;
 pub use allocator::tune_allocator;
 pub use config::{LlamaConfig, ModelConfig};
 pub use error::{ModelError, Result};
+pub use pool::tune_barrier_pool;
 pub use weights::WeightMap;
 
 pub use kv_cache::KvCache;

@@ -70,6 +70,8 @@ fn cpu_seconds() -> Option<f64> {
 }
 
 fn main() -> Result<()> {
+    thinkjudge_model::tune_allocator();
+    thinkjudge_model::tune_barrier_pool();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let raw = args.iter().any(|a| a == "--raw");
     let mut batches: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
