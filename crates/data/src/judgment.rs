@@ -106,6 +106,17 @@ pub enum Judgment {
 }
 
 impl Judgment {
+    /// The template kind whose verdict format this judgment has.
+    pub fn kind(&self) -> crate::templates::TemplateKind {
+        use crate::templates::TemplateKind;
+        match self {
+            Judgment::Verdict(_) => TemplateKind::PairwiseVerdict,
+            Judgment::Scores { .. } => TemplateKind::PairwiseScores,
+            Judgment::VerdictWithScores { .. } => TemplateKind::PairwiseVerdictScores,
+            Judgment::Score(_) => TemplateKind::PointwiseScore,
+        }
+    }
+
     /// The position this judgment prefers, if it names one (scores: the higher; equal = none).
     pub fn preferred_side(&self) -> Option<Side> {
         match *self {

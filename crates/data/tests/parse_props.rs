@@ -65,15 +65,6 @@ fn judgment() -> impl Strategy<Value = Judgment> {
     ]
 }
 
-fn kind_of(j: &Judgment) -> TemplateKind {
-    match j {
-        Judgment::Verdict(_) => TemplateKind::PairwiseVerdict,
-        Judgment::Scores { .. } => TemplateKind::PairwiseScores,
-        Judgment::VerdictWithScores { .. } => TemplateKind::PairwiseVerdictScores,
-        Judgment::Score(_) => TemplateKind::PointwiseScore,
-    }
-}
-
 proptest! {
     #![proptest_config(config())]
 
@@ -111,7 +102,7 @@ proptest! {
     fn rendered_judgments_round_trip(j in judgment(), thought in "[^<]{0,80}", prefilled in any::<bool>()) {
         let text = render_completion(&thought, &j, prefilled);
         let opts = ParseOptions { think_prefilled: prefilled };
-        let parsed = parse_completion(&text, kind_of(&j), opts);
+        let parsed = parse_completion(&text, j.kind(), opts);
         prop_assert_eq!(parsed.judgment, Some(j));
         let span = parsed.think.map(|t| (t.text.trim(), t.closed));
         prop_assert_eq!(span, Some((thought.trim(), true)));

@@ -23,25 +23,8 @@ use fuzz_support::toml_fuzz::{self, Spec};
 use fuzz_support::{run, Rng};
 use thinkjudge_rl::*;
 
-fn spec<T: serde::Serialize + PartialEq>(
-    seeds: Vec<T>,
-    extra: &[&str],
-    validate: fn(&T) -> Result<(), String>,
-) -> Spec<T> {
-    let mut docs: Vec<String> = seeds
-        .iter()
-        .map(|s| toml::to_string(s).expect("seed serializes"))
-        .collect();
-    docs.extend(extra.iter().map(|s| s.to_string()));
-    Spec {
-        seeds: docs,
-        validate,
-        same: |a, b| a == b,
-    }
-}
-
 fn reward_spec() -> Spec<RewardConfig> {
-    spec(
+    Spec::from_seeds(
         vec![RewardConfig::default()],
         &[
             "incorrect = -1.0\ntask = { kind = \"consistency\", pairing = \"index\" }\n",
@@ -60,7 +43,7 @@ fn reward_spec() -> Spec<RewardConfig> {
 }
 
 fn loss_spec() -> Spec<PolicyLossConfig> {
-    spec(
+    Spec::from_seeds(
         vec![PolicyLossConfig::default()],
         &[
             "clip_eps_high = 0.28\ndual_clip = 3.0\naggregation = \"seq_mean_token_sum_norm\"\nkl_coef = 0.0\nkl_estimator = \"k1\"\n",
@@ -71,7 +54,7 @@ fn loss_spec() -> Spec<PolicyLossConfig> {
 }
 
 fn advantage_spec() -> Spec<AdvantageConfig> {
-    spec(
+    Spec::from_seeds(
         vec![AdvantageConfig::default()],
         &["estimator = \"dr_grpo\"\ngroup_key = \"pair\"\ndynamic_sampling = true\n"],
         |c| c.validate().map_err(|e| e.to_string()),
@@ -79,7 +62,7 @@ fn advantage_spec() -> Spec<AdvantageConfig> {
 }
 
 fn optimizer_spec() -> Spec<OptimizerConfig> {
-    spec(
+    Spec::from_seeds(
         vec![OptimizerConfig::default()],
         &[
             "schedule = { kind = \"warmup_cosine\", peak_lr = 1e-6, min_lr = 3e-7, warmup_steps = 10, total_steps = 300 }\nno_decay = [\"norm\"]\nmax_grad_norm = 0.5\n",
@@ -105,21 +88,11 @@ fn optimizer_spec() -> Spec<OptimizerConfig> {
 }
 
 fn target(rng: &mut Rng, unknown_key: bool) -> Result<(), String> {
-    macro_rules! check {
-        ($spec:expr) => {{
-            let s = $spec;
-            if unknown_key {
-                toml_fuzz::check_unknown_key(rng, &s)
-            } else {
-                toml_fuzz::check(rng, &s)
-            }
-        }};
-    }
     match rng.below(4) {
-        0 => check!(reward_spec()),
-        1 => check!(loss_spec()),
-        2 => check!(advantage_spec()),
-        _ => check!(optimizer_spec()),
+        0 => toml_fuzz::check_case(rng, &reward_spec(), unknown_key),
+        1 => toml_fuzz::check_case(rng, &loss_spec(), unknown_key),
+        2 => toml_fuzz::check_case(rng, &advantage_spec(), unknown_key),
+        _ => toml_fuzz::check_case(rng, &optimizer_spec(), unknown_key),
     }
 }
 

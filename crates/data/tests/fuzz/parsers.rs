@@ -268,15 +268,6 @@ fn judgment(rng: &mut Rng) -> Judgment {
     }
 }
 
-fn kind_of(j: &Judgment) -> TemplateKind {
-    match j {
-        Judgment::Verdict(_) => TemplateKind::PairwiseVerdict,
-        Judgment::Scores { .. } => TemplateKind::PairwiseScores,
-        Judgment::VerdictWithScores { .. } => TemplateKind::PairwiseVerdictScores,
-        Judgment::Score(_) => TemplateKind::PointwiseScore,
-    }
-}
-
 /// Rendered completions parse back whatever the thought holds (verdicts, scores, tags, odd
 /// Unicode), as long as it does not open or close a thought itself.
 #[test]
@@ -294,7 +285,7 @@ fn fuzz_rendered_completions_round_trip() {
         let opts = ParseOptions {
             think_prefilled: prefilled,
         };
-        let parsed = parse_completion(&text, kind_of(&j), opts);
+        let parsed = parse_completion(&text, j.kind(), opts);
         if parsed.judgment != Some(j) {
             return Err(format!(
                 "{j:?} rendered, {:?} parsed back from {}",

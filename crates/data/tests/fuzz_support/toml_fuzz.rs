@@ -17,6 +17,27 @@ pub struct Spec<T> {
     pub same: fn(&T, &T) -> bool,
 }
 
+impl<T: Serialize + PartialEq> Spec<T> {
+    /// `seeds` serialized to TOML plus the hand-written documents `extra`; a round trip must
+    /// give back an equal config.
+    pub fn from_seeds(
+        seeds: Vec<T>,
+        extra: &[&str],
+        validate: fn(&T) -> Result<(), String>,
+    ) -> Self {
+        let mut docs: Vec<String> = seeds
+            .iter()
+            .map(|s| toml::to_string(s).expect("seed serializes"))
+            .collect();
+        docs.extend(extra.iter().map(|s| s.to_string()));
+        Spec {
+            seeds: docs,
+            validate,
+            same: |a, b| a == b,
+        }
+    }
+}
+
 const WORDS: &[&str] = &[
     "kind",
     "lr",
@@ -283,6 +304,18 @@ where
         return Err(format!("round trip changed {cfg:?} into {again:?}"));
     }
     Ok(())
+}
+
+/// [`check_unknown_key`] when `unknown_key`, else [`check`].
+pub fn check_case<T>(rng: &mut Rng, spec: &Spec<T>, unknown_key: bool) -> Result<(), String>
+where
+    T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug,
+{
+    if unknown_key {
+        check_unknown_key(rng, spec)
+    } else {
+        check(rng, spec)
+    }
 }
 
 /// One case: a seed document with one unknown key added to a random table must be
