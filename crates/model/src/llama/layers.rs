@@ -24,8 +24,8 @@ pub(crate) struct Param {
     /// use ([`Param::in_dtype`]) instead of on every forward. Never set for a trainable weight,
     /// which changes under the optimizer.
     pub cast: OnceLock<Tensor>,
-    /// A frozen weight packed for decode products ([`Param::packed`]), made on first use.
-    pub packed: OnceLock<Option<Arc<PackedWeight>>>,
+    /// A frozen weight prepared for decode products ([`Param::packed`]), made on first use.
+    pub packed: OnceLock<Option<Arc<DecodeWeight>>>,
 }
 
 impl Param {
@@ -41,18 +41,23 @@ impl Param {
         })
     }
 
-    /// The weight in `dtype` packed for [`PackedWeight::matmul`], built on first use. `None`
-    /// for a trainable weight (it changes under the optimizer, which would leave the copy
-    /// stale) and where packing does not apply (not f32 on an AVX-512 CPU).
-    pub fn packed(&self, dtype: DType) -> candle_core::Result<Option<Arc<PackedWeight>>> {
+    /// The weight in `dtype` prepared for decode products, built on first use: packed into
+    /// panels ([`PackedWeight`]) where that applies (f32 on an AVX-512 CPU), else its
+    /// contiguous transpose. `None` for a trainable weight (it changes under the optimizer,
+    /// which would leave the copy stale) and off the CPU.
+    pub fn packed(&self, dtype: DType) -> candle_core::Result<Option<Arc<DecodeWeight>>> {
         if self.var.is_some() || !self.tensor.device().is_cpu() {
             return Ok(None);
         }
         if let Some(p) = self.packed.get() {
             return Ok(p.clone());
         }
-        let p = PackedWeight::pack(&self.in_dtype(dtype, false)?)?.map(Arc::new);
-        Ok(self.packed.get_or_init(|| p).clone())
+        let w = self.in_dtype(dtype, false)?;
+        let p = match PackedWeight::pack(&w)? {
+            Some(p) => DecodeWeight::Panels(p),
+            None => DecodeWeight::Transposed(w.t()?.contiguous()?),
+        };
+        Ok(self.packed.get_or_init(|| Some(Arc::new(p))).clone())
     }
 
     /// The weight in `dtype`: with its graph when `graph` and trainable, detached otherwise. A
@@ -152,8 +157,18 @@ impl Linear {
     }
 }
 
-/// `x·Wᵀ` through the packed weight ([`crate::ops::panel`]) for a decode batch (at most
-/// [`ops::panel::MAX_ROWS`] rows, no graph) of a frozen CPU weight; `None` otherwise.
+/// A frozen CPU weight prepared for decode products ([`Param::packed`]).
+#[derive(Debug)]
+pub(crate) enum DecodeWeight {
+    /// Packed into panels for the AVX-512 kernel.
+    Panels(PackedWeight),
+    /// `Wᵀ` contiguous, where the kernel does not apply: gemm then skips repacking `W` on every
+    /// call (about 1.7× faster at 32 rows on 1536×576 than `x·Wᵀ` on the row-major `W`).
+    Transposed(Tensor),
+}
+
+/// `x·Wᵀ` through the prepared weight for a decode batch (at most [`ops::panel::MAX_ROWS`]
+/// rows, no graph) of a frozen CPU weight; `None` otherwise.
 pub(crate) fn packed_matmul(
     w: &Param,
     x: &Tensor,
@@ -162,8 +177,9 @@ pub(crate) fn packed_matmul(
     if x.dim(0)? > ops::panel::MAX_ROWS || x.track_op() {
         return Ok(None);
     }
-    match w.packed(dtype)? {
-        Some(p) => p.matmul(x),
+    match w.packed(dtype)?.as_deref() {
+        Some(DecodeWeight::Panels(p)) => p.matmul(x),
+        Some(DecodeWeight::Transposed(wt)) => ops::split_matmul(x, wt).map(Some),
         None => Ok(None),
     }
 }

@@ -1,4 +1,5 @@
-//! Where the training graph starts with LoRA on a subset of layers.
+//! Where the training graph starts with LoRA on a subset of layers; decode products of frozen
+//! weights.
 
 use candle_core::{Device, Tensor};
 
@@ -50,5 +51,36 @@ fn frozen_layers_below_the_first_adapted_one_record_no_graph() -> Result<()> {
     assert_eq!(full.first_trainable_layer(), 0);
     let frozen = Llama::random(&cfg, 3, &Device::Cpu, LlamaOptions::default())?;
     assert_eq!(frozen.first_trainable_layer(), 4);
+    Ok(())
+}
+
+/// A frozen weight's decode product goes through panels (f32 on AVX-512) or the cached
+/// transpose (anything else on the CPU) and equals the plain product; a trainable weight is
+/// never prepared.
+#[test]
+fn decode_products_of_frozen_weights_equal_the_plain_product() -> Result<()> {
+    use candle_core::DType;
+    use layers::{packed_matmul, DecodeWeight};
+    let dev = Device::Cpu;
+    for dtype in [DType::F32, DType::F64] {
+        let w = Tensor::randn(0f32, 1.0, (53, 19), &dev)?.to_dtype(dtype)?;
+        let x = Tensor::randn(0f32, 1.0, (5, 19), &dev)?.to_dtype(dtype)?;
+        let frozen = Param::new("w".into(), w.clone(), false)?;
+        let got = packed_matmul(&frozen, &x, dtype)?.expect("a frozen CPU weight is prepared");
+        let want = x.matmul(&w.t()?)?;
+        let diff = (got - want)?.abs()?.max_all()?.to_dtype(DType::F64)?;
+        assert!(diff.to_scalar::<f64>()? < 1e-4, "{dtype:?}");
+        let panels = matches!(
+            frozen.packed(dtype)?.as_deref(),
+            Some(DecodeWeight::Panels(_))
+        );
+        assert_eq!(
+            panels,
+            dtype == DType::F32 && crate::ops::avx512_available(),
+            "{dtype:?}"
+        );
+        let trainable = Param::new("w".into(), w, true)?;
+        assert!(packed_matmul(&trainable, &x, dtype)?.is_none());
+    }
     Ok(())
 }

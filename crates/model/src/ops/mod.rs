@@ -346,7 +346,7 @@ pub fn dropout(x: &Tensor, p: f64, seed: u64) -> Result<Tensor> {
 }
 
 /// Whether this CPU runs the AVX-512F kernels of [`panel`].
-fn avx512_available() -> bool {
+pub(crate) fn avx512_available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx512f")
